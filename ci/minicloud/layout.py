@@ -1,0 +1,72 @@
+"""Where the test cloud keeps its venvs, data, configs, logs and pid files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+class MinicloudError(Exception):
+    """One line for the operator: what failed and which log to read."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    home: Path
+
+    @classmethod
+    def default(cls) -> Layout:
+        env = os.environ.get("MINICLOUD_HOME")
+        return cls(Path(env) if env else Path.home() / ".cache" / "e2etests-minicloud")
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def etc(self) -> Path:
+        return self.home / "etc"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def clouds_yaml(self) -> Path:
+        return self.home / "clouds.yaml"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.home / "secrets.json"
+
+    @property
+    def bootstrapped(self) -> Path:
+        return self.data / "bootstrapped"
+
+    def venv(self, name: str) -> Path:
+        return self.home / "venvs" / name
+
+    def log(self, service: str) -> Path:
+        return self.logs / f"{service}.log"
+
+    def pidfile(self, service: str) -> Path:
+        return self.run / f"{service}.pid"
+
+
+def requirements(name: str) -> tuple[Path, str]:
+    """The pinned requirements of a venv and a digest that says when to rebuild it."""
+    path = HERE / f"requirements-{name}.txt"
+    digest = hashlib.sha256(path.read_bytes())
+    if name == "neutron":
+        for extra in sorted((HERE / "ml2").iterdir()):
+            if extra.is_file():
+                digest.update(extra.read_bytes())
+    return path, digest.hexdigest()

@@ -1,0 +1,369 @@
+"""pytest plugin of the harness (registered through the ``pytest11`` entry point).
+
+Every test that asks for the ``cloud`` fixture runs once per selected cloud, with the cloud
+id as test id, so ``pytest -k cluster42`` runs one cluster. Each parameter carries
+``xdist_group(<cloud id>)``: under ``-n N --dist loadgroup`` a cloud's tests share one
+worker and so one connection.
+
+The plugin does nothing until a test asks for ``cloud``: the harness's own unit tests run
+without any clouds.yaml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+import secrets
+import signal
+import threading
+import types
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, NoReturn
+
+import openstack.connection
+import pytest
+
+from e2etests import config as e2e_config
+from e2etests.config import CloudSettings, CloudTarget
+from e2etests.errors import ConfigError
+from e2etests.lifecycle import NAME_PREFIX
+
+__all__ = ["Cloud", "E2EReport", "parse_drained_at", "parse_run_id"]
+
+_PARAM = "_e2e_cloud"
+_RUN_ID_KEY = pytest.StashKey[str]()
+_TARGETS_KEY = pytest.StashKey["list[CloudTarget] | ConfigError"]()
+_CLOUDS_KEY = pytest.StashKey[dict[str, "Cloud"]]()
+_WORKER_RUN_ID = "e2e_run_id"
+_RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}")
+
+
+# -- options ------------------------------------------------------------------------------
+
+
+def parse_drained_at(value: str) -> dt.datetime:
+    """``--drained-at``: an ISO 8601 time (naive means UTC) or Unix epoch seconds."""
+    text = value.strip()
+    try:
+        return dt.datetime.fromtimestamp(float(text), tz=dt.UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    try:
+        parsed = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 time or epoch seconds, got {value!r}"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def parse_run_id(value: str) -> str:
+    """``--run-id``: letters, digits and dashes (it goes into server names and name regexes)."""
+    if not _RUN_ID_RE.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"expected 1-40 letters, digits or dashes, not starting with a dash, got {value!r}"
+        )
+    return value
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("e2etests", "OpenStack end-to-end smoke tests")
+    group.addoption(
+        "--clouds",
+        action="append",
+        default=[],
+        dest="e2e_clouds",
+        metavar="NAMES",
+        help="clouds to test: names, name/region ids or globs, comma-separated or repeated "
+        "(default: $OS_CLOUD if set, else every cloud in clouds.yaml)",
+    )
+    group.addoption(
+        "--drained-at",
+        dest="e2e_drained_at",
+        type=parse_drained_at,
+        default=None,
+        metavar="TIME",
+        help="when the node drain finished (ISO 8601 or epoch seconds); checks judge "
+        "freshness against it",
+    )
+    group.addoption(
+        "--run-id",
+        dest="e2e_run_id",
+        type=parse_run_id,
+        default=None,
+        metavar="ID",
+        help="id of this run, part of every resource name (e2e-<id>-...); default: generated",
+    )
+
+
+# -- configuration and xdist ----------------------------------------------------------------
+
+
+class _XdistHooks:
+    """Registered only with xdist: workers get options, not objects, so pass the run id."""
+
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[_WORKER_RUN_ID] = node.config.stash[_RUN_ID_KEY]
+
+
+def _new_run_id() -> str:
+    return f"{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "e2e_check(name): check name reported for this test (default: its name)"
+    )
+    # The SDK warns about its own internals on every call; operators can act on none of it.
+    config.addinivalue_line("filterwarnings", r"ignore::DeprecationWarning:openstack\.")
+    config.addinivalue_line("filterwarnings", r"ignore::PendingDeprecationWarning:openstack\.")
+    workerinput: Mapping[str, Any] = getattr(config, "workerinput", {})
+    config.stash[_RUN_ID_KEY] = (
+        workerinput.get(_WORKER_RUN_ID) or config.getoption("e2e_run_id") or _new_run_id()
+    )
+    config.stash[_CLOUDS_KEY] = {}
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistHooks(), "e2etests-xdist")
+    _install_sigterm_handler(config)
+
+
+def _install_sigterm_handler(config: pytest.Config) -> None:
+    """Turn SIGTERM (Kubernetes, CI cancel) into KeyboardInterrupt so finalizers still run."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: types.FrameType | None) -> None:
+        # A second SIGTERM must not abort the cleanup the first one started.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"signal {signum} (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def restore() -> None:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+    config.add_cleanup(restore)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"e2etests: run id {config.stash[_RUN_ID_KEY]}"
+
+
+def _targets(config: pytest.Config) -> list[CloudTarget] | ConfigError:
+    if _TARGETS_KEY not in config.stash:
+        patterns = e2e_config.split_patterns(config.getoption("e2e_clouds"))
+        try:
+            config.stash[_TARGETS_KEY] = e2e_config.load_targets(patterns)
+        except ConfigError as exc:
+            config.stash[_TARGETS_KEY] = exc
+    return config.stash[_TARGETS_KEY]
+
+
+def _marks(target: CloudTarget) -> list[pytest.MarkDecorator]:
+    marks = [pytest.mark.xdist_group(target.id)]
+    if target.settings.skip:
+        marks.append(pytest.mark.skip(reason=f"{target.id}: {target.settings.skip}"))
+    if target.settings.quarantine:
+        # Non-strict: a quarantined cloud that recovers shows XPASS, not a failure.
+        reason = f"{target.id} quarantined: {target.settings.quarantine}"
+        marks.append(pytest.mark.xfail(reason=reason, strict=False))
+    return marks
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if _PARAM not in metafunc.fixturenames:
+        return
+    targets = _targets(metafunc.config)
+    if isinstance(targets, ConfigError):
+        return  # raised as a usage error once collection is over
+    params = [pytest.param(t, id=t.id, marks=_marks(t)) for t in targets]
+    metafunc.parametrize(_PARAM, params, indirect=True, scope="session")
+
+
+def check_name(item: pytest.Item) -> str:
+    """The ``e2e_check`` marker's name, else the test function's name without ``test_``."""
+    marker = item.get_closest_marker("e2e_check")
+    if marker is not None and marker.args:
+        return str(marker.args[0])
+    name = getattr(item, "originalname", item.name)
+    return name.removeprefix("test_")
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    targets = config.stash.get(_TARGETS_KEY, None)
+    if isinstance(targets, ConfigError):
+        raise pytest.UsageError(str(targets))
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        target = callspec.params.get(_PARAM) if callspec is not None else None
+        if isinstance(target, CloudTarget):
+            # Reporters read the cloud from here, never from the test id (xdist appends @group).
+            item.user_properties.append(("e2e_cloud", target.id))
+            item.user_properties.append(("e2e_check", check_name(item)))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for cloud in session.config.stash.get(_CLOUDS_KEY, {}).values():
+        cloud.close()
+
+
+# -- the cloud object -----------------------------------------------------------------------
+
+
+class Cloud:
+    """A cloud under test.
+
+    ``id`` (the test id: name or ``name/region``), ``name``, ``region``, ``slug`` (id safe
+    for resource names), ``settings`` (the cloud's ``e2etests:`` block) and ``conn``: an
+    authenticated ``openstack.connection.Connection``, built on first use, once per worker.
+    If the cloud cannot be reached or refuses the credentials, every use of ``conn`` fails
+    the test with the same one-line reason; other clouds are unaffected.
+    """
+
+    def __init__(self, target: CloudTarget) -> None:
+        self.target = target
+        self._conn: openstack.connection.Connection | None = None
+        self._error: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Cloud({self.id!r})"
+
+    @property
+    def id(self) -> str:
+        return self.target.id
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    @property
+    def region(self) -> str:
+        return self.target.region
+
+    @property
+    def slug(self) -> str:
+        return self.target.slug
+
+    @property
+    def settings(self) -> CloudSettings:
+        return self.target.settings
+
+    @property
+    def conn(self) -> openstack.connection.Connection:
+        __tracebackhide__ = True
+        if self._error is None and self._conn is None:
+            try:
+                self._conn = e2e_config.connect(self.target)
+            except e2e_config.CloudUnavailable as exc:
+                self._error = str(exc)
+        if self._error is not None:
+            pytest.fail(self._error, pytrace=False)
+        assert self._conn is not None
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+# -- fixtures -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _e2e_cloud(request: pytest.FixtureRequest) -> Cloud:
+    target: CloudTarget = request.param
+    registry = request.config.stash[_CLOUDS_KEY]
+    if target.id not in registry:
+        registry[target.id] = Cloud(target)
+    return registry[target.id]
+
+
+@pytest.fixture(scope="session")
+def cloud(_e2e_cloud: Cloud) -> Cloud:
+    """The cloud under test (one test per selected cloud): id, settings and a lazy ``conn``."""
+    return _e2e_cloud
+
+
+@pytest.fixture(scope="session")
+def run_id(request: pytest.FixtureRequest) -> str:
+    """Id of this run, shared by every xdist worker (``--run-id``, else generated)."""
+    return request.config.stash[_RUN_ID_KEY]
+
+
+@pytest.fixture(scope="session")
+def run_prefix(run_id: str) -> str:
+    """Prefix of every resource name this run creates: ``e2e-<run id>-``."""
+    return f"{NAME_PREFIX}{run_id}-"
+
+
+@pytest.fixture(scope="session")
+def drained_at(request: pytest.FixtureRequest) -> dt.datetime | None:
+    """When the node drain finished (``--drained-at``, timezone-aware), or None."""
+    value: dt.datetime | None = request.config.getoption("e2e_drained_at")
+    return value
+
+
+class E2EReport:
+    """Attaches the result contract's data to the test's report (``item.user_properties``).
+
+    Call it inside the test body: properties added during teardown miss the call report.
+    """
+
+    def __init__(self, properties: list[tuple[str, object]]) -> None:
+        self._properties = properties
+
+    def _set(self, key: str, value: object) -> None:
+        self._properties[:] = [p for p in self._properties if p[0] != key]
+        self._properties.append((key, value))
+
+    def phases(self, seconds: Mapping[str, float]) -> None:
+        """Record phase durations in seconds, e.g. ``{"boot": 2.31, "delete": 0.92}``."""
+        merged = dict(self._get("e2e_phases") or {})
+        merged.update({k: round(float(v), 3) for k, v in seconds.items()})
+        self._set("e2e_phases", merged)
+
+    def culprit(self, line: str, evidence: Sequence[str] = ()) -> None:
+        """Record what is broken (one line) and the evidence lines, without failing."""
+        self._set("e2e_culprit", " ".join(line.split()))
+        if evidence:
+            self._set("e2e_evidence", list(evidence))
+
+    def fail(self, line: str, evidence: Sequence[str] = ()) -> NoReturn:
+        """Record culprit and evidence, then fail the test with them (no traceback)."""
+        __tracebackhide__ = True
+        self.culprit(line, evidence)
+        pytest.fail("\n".join([line, *evidence]), pytrace=False)
+
+    def _get(self, key: str) -> Any:
+        return next((v for k, v in self._properties if k == key), None)
+
+
+@pytest.fixture
+def e2e_report(request: pytest.FixtureRequest) -> E2EReport:
+    """Record phases, culprit and evidence on this test's report (see ``E2EReport``)."""
+    return E2EReport(request.node.user_properties)
+
+
+@pytest.fixture
+def e2e_cleanup() -> Iterator[Callable[[Callable[[], None]], None]]:
+    """Register cleanups to run at teardown, newest first, even after failure or Ctrl-C.
+
+    Register *before* the step that creates the resource, so a lost response or an
+    interrupt between create and registration cannot leak it.
+    """
+    callbacks: list[Callable[[], None]] = []
+    yield callbacks.append
+    errors: list[str] = []
+    for callback in reversed(callbacks):
+        try:
+            callback()
+        except Exception as exc:
+            errors.append(str(exc))
+    if errors:
+        pytest.fail("cleanup failed: " + "\n".join(errors), pytrace=False)

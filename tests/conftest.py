@@ -1,0 +1,53 @@
+"""Fixtures for the harness's own tests: the real test cloud and its fault controls."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MINICLOUD = ROOT / "ci" / "minicloud"
+
+
+@dataclass(frozen=True)
+class Minicloud:
+    """A running test cloud (ci/minicloud): its clouds.yaml and its fault controls."""
+
+    home: Path
+    clouds_yaml: Path
+    compute_host: str = "mc-compute1"
+
+    def run(self, *args: str, timeout: float = 600) -> str:
+        proc = subprocess.run(
+            [sys.executable, str(MINICLOUD), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "MINICLOUD_HOME": str(self.home)},
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"minicloud {' '.join(args)}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def fault(self, *args: str) -> None:
+        """Inject or heal a fault, e.g. ``fault("broker-moved", "nova-compute")``."""
+        self.run("fault", *args, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def minicloud() -> Minicloud:
+    """The test cloud, brought up (or reused) once per session and worker."""
+    env = os.environ.get("MINICLOUD_HOME")
+    home = Path(env) if env else Path.home() / ".cache" / "e2etests-minicloud"
+    cloud = Minicloud(home=home, clouds_yaml=home / "clouds.yaml")
+    try:
+        cloud.run("up", timeout=900)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        pytest.fail(f"the test cloud did not come up: {exc}", pytrace=False)
+    return cloud
