@@ -39,6 +39,10 @@ class Minicloud:
         """Inject or heal a fault, e.g. ``fault("broker-moved", "nova-compute")``."""
         self.run("fault", *args, timeout=300)
 
+    def wait_healthy(self) -> None:
+        """Until every nova service consumes from its queue and nova-compute reports up."""
+        self.run("wait-healthy", timeout=300)
+
 
 @pytest.fixture(scope="session")
 def minicloud() -> Minicloud:
@@ -48,6 +52,7 @@ def minicloud() -> Minicloud:
     cloud = Minicloud(home=home, clouds_yaml=home / "clouds.yaml")
     try:
         cloud.run("up", timeout=900)
+        cloud.wait_healthy()  # an earlier session may have left it recovering
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         pytest.fail(f"the test cloud did not come up: {exc}", pytrace=False)
     return cloud

@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("up", help="bring the test cloud up (idempotent)")
     sub.add_parser("down", help="stop every process of the test cloud")
     sub.add_parser("status", help="each service and its state")
+    sub.add_parser("wait-healthy", help="wait until every nova service consumes and reports again")
     logs = sub.add_parser("logs", help="the tail of one service's log")
     logs.add_argument("service")
     logs.add_argument("-n", type=int, default=50)
@@ -96,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             fcntl.flock(lock, fcntl.LOCK_EX)
         if args.command == "up":
             cloud.up(lay)
+        elif args.command == "wait-healthy":
+            cloud.wait_healthy(lay)
         elif args.command == "down":
             cloud.down(lay)
         elif args.command == "status":

@@ -567,6 +567,21 @@ def up(lay: Layout) -> None:
     log(f"up in {time.monotonic() - started:.0f} s; clouds.yaml: {lay.clouds_yaml}")
 
 
+def wait_healthy(lay: Layout, timeout: float = 150) -> None:
+    """Until every nova RPC queue has a consumer and nova-compute reports up again."""
+    secrets = load_secrets(lay)
+    auth = "Basic " + base64.b64encode(f"openstack:{secrets['rabbit']}".encode()).decode()
+    deadline = time.monotonic() + timeout
+    for queue in ("conductor", "scheduler", f"compute.{configs.COMPUTE_HOST}"):
+        api = url("rabbitmq-management", f"/api/queues/%2F/{queue}")
+
+        def consumed(api: str = api) -> bool:
+            return procs.consumers(api, auth) > 0
+
+        procs.wait_for(lay, "rabbitmq", consumed, max(1.0, deadline - time.monotonic()))
+    _bootstrap(lay, "wait-compute", timeout=max(1.0, deadline - time.monotonic()))
+
+
 def down(lay: Layout, quiet: bool = False) -> None:
     names = service_names(lay)
     # Stop the nova services first so their shutdown does not wait on a missing broker.

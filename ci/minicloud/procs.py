@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -121,6 +122,17 @@ def http_ok(url: str, auth: str | None = None, strict: bool = False) -> bool:
         return exc.code < 500 and not strict
     except OSError:
         return False
+
+
+def consumers(api: str, auth: str) -> int:
+    """Consumers of one queue per RabbitMQ's management API; 0 while it is undeclared."""
+    request = urllib.request.Request(api)
+    request.add_header("Authorization", auth)
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return int(json.load(response).get("consumers") or 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def wait_for(lay: Layout, service: str, ready: Callable[[], bool], timeout: float) -> None:

@@ -1,0 +1,229 @@
+"""The test cloud itself: real boots, and each fault control producing the state it claims."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import openstack
+import pytest
+
+from tests.conftest import MINICLOUD, Minicloud
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("healthy_afterwards")]
+
+CLOUDS = ("minicloud-a", "minicloud-b")
+
+
+def connect(minicloud: Minicloud, cloud: str) -> Any:
+    config = openstack.config.OpenStackConfig(config_files=[str(minicloud.clouds_yaml)])
+    return openstack.connection.Connection(config=config.get_one(cloud))
+
+
+def queue(minicloud: Minicloud, name: str) -> dict[str, Any]:
+    creds = json.loads((minicloud.home / "rabbit.json").read_text())
+    request = urllib.request.Request(
+        f"{creds['url']}/api/queues/{urllib.parse.quote(creds['vhost'], safe='')}/{name}"
+    )
+    token = base64.b64encode(f"{creds['username']}:{creds['password']}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        data: dict[str, Any] = json.load(response)
+    return data
+
+
+def eventually(what: str, check: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(1)
+    pytest.fail(f"{what} not seen within {timeout:.0f} s")
+
+
+def consumed(minicloud: Minicloud, name: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return bool(queue(minicloud, name).get("consumers", 0) >= 1)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:  # not declared again yet after a broker restart
+                return False
+            raise
+
+    return check
+
+
+def boot(conn: Any, name: str, network: bool = True) -> Any:
+    image = conn.image.find_image("e2e-image", ignore_missing=False)
+    flavor = conn.compute.find_flavor("e2e.tiny", ignore_missing=False)
+    networks: Any = "none"
+    if network:
+        networks = [{"uuid": conn.network.find_network("e2e-net", ignore_missing=False).id}]
+    return conn.compute.create_server(
+        name=name, image_id=image.id, flavor_id=flavor.id, networks=networks
+    )
+
+
+@pytest.fixture
+def healthy_afterwards(minicloud: Minicloud) -> Iterator[None]:
+    """Leave the cloud as found: faults linger (nova-compute misses reports for a while)."""
+    yield
+    minicloud.wait_healthy()
+
+
+@pytest.fixture
+def servers(minicloud: Minicloud) -> Iterator[list[tuple[Any, Any]]]:
+    """Servers a test created, deleted afterwards whatever happened."""
+    created: list[tuple[Any, Any]] = []
+    yield created
+    for conn, server in created:
+        conn.compute.delete_server(server, ignore_missing=True)
+    for conn, server in created:
+        conn.compute.wait_for_delete(server, wait=120)
+
+
+def boot_delete(minicloud: Minicloud, cloud: str, index: int) -> str:
+    conn = connect(minicloud, cloud)
+    server = boot(conn, f"mc-test-{cloud}-{index}")
+    try:
+        server = conn.compute.wait_for_server(server, wait=120, interval=1)
+        assert server.status == "ACTIVE"
+    finally:
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=120, interval=1)
+    assert conn.compute.find_server(server.id) is None
+    return str(server.id)
+
+
+def test_five_parallel_boots_per_cloud_go_active_and_away(minicloud: Minicloud) -> None:
+    with ThreadPoolExecutor(10) as pool:
+        ids = list(
+            pool.map(
+                lambda job: boot_delete(minicloud, *job), [(c, i) for c in CLOUDS for i in range(5)]
+            )
+        )
+    assert len(set(ids)) == 10
+
+
+def test_clouds_are_separate_projects(minicloud: Minicloud) -> None:
+    projects = {connect(minicloud, cloud).current_project_id for cloud in CLOUDS}
+    assert len(projects) == 2
+
+
+def test_broker_moved_compute_has_no_consumer_and_blocks_builds_until_healed(
+    minicloud: Minicloud, servers: list[tuple[Any, Any]]
+) -> None:
+    compute_queue = f"compute.{minicloud.compute_host}"
+    conn = connect(minicloud, "minicloud-a")
+    minicloud.fault("broker-moved", "nova-compute")
+    try:
+        # The management API refreshes its counts every few seconds.
+        eventually(
+            "0 consumers on " + compute_queue,
+            lambda: queue(minicloud, compute_queue).get("consumers") == 0,
+            30,
+        )
+        server = boot(conn, "mc-test-moved", network=False)
+        servers.append((conn, server))
+        time.sleep(15)
+        server = conn.compute.get_server(server.id)
+        assert (server.status, server.task_state) == ("BUILD", "scheduling")
+        # The incident's signature: every service still looks up.
+        assert {s.binary: s.state for s in conn.compute.services()}["nova-compute"] == "up"
+    finally:
+        minicloud.fault("heal", "nova-compute")
+    server = conn.compute.wait_for_server(server, wait=60, interval=1)
+    assert server.status == "ACTIVE"
+    eventually("a consumer back on " + compute_queue, consumed(minicloud, compute_queue), 30)
+
+
+def test_wedged_conductor_keeps_its_consumer_while_unacked_messages_pile_up(
+    minicloud: Minicloud, servers: list[tuple[Any, Any]]
+) -> None:
+    conn = connect(minicloud, "minicloud-b")
+    minicloud.fault("wedged", "nova-conductor")
+    try:
+        server = boot(conn, "mc-test-wedged", network=False)
+        servers.append((conn, server))
+        eventually(
+            "an unacked message on conductor",
+            lambda: queue(minicloud, "conductor")["messages_unacknowledged"] >= 1,
+            30,
+        )
+        assert queue(minicloud, "conductor")["consumers"] == 1
+        assert conn.compute.get_server(server.id).status == "BUILD"
+    finally:
+        minicloud.fault("heal", "nova-conductor")
+    eventually(
+        "conductor serving again", lambda: conn.compute.get_server(server.id).status != "BUILD", 90
+    )
+
+
+def test_broker_restart_with_outage_recovers_by_itself(minicloud: Minicloud) -> None:
+    minicloud.fault("broker-restart", "--outage", "3")
+    for name in ("conductor", "scheduler", f"compute.{minicloud.compute_host}"):
+        eventually(f"a consumer on {name}", consumed(minicloud, name), 60)
+    minicloud.wait_healthy()
+    boot_delete(minicloud, "minicloud-a", 99)
+
+
+def test_disabled_compute_makes_builds_fail_with_no_valid_host(
+    minicloud: Minicloud, servers: list[tuple[Any, Any]]
+) -> None:
+    conn = connect(minicloud, "minicloud-a")
+    minicloud.fault("disable-compute")
+    try:
+        server = boot(conn, "mc-test-disabled", network=False)
+        servers.append((conn, server))
+        server = conn.compute.wait_for_server(server, status="ERROR", failures=[], wait=60)
+        assert "No valid host" in server.fault["message"]
+    finally:
+        minicloud.fault("enable-compute")
+
+
+def test_stop_and_start_one_service(minicloud: Minicloud) -> None:
+    minicloud.fault("stop", "nova-scheduler")
+    status = subprocess.run(
+        [sys.executable, str(MINICLOUD), "status"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"MINICLOUD_HOME": str(minicloud.home)},
+    )
+    assert status.returncode == 1
+    assert "nova-scheduler  stopped" in status.stdout
+    minicloud.fault("start", "nova-scheduler")
+    eventually("a consumer on scheduler", consumed(minicloud, "scheduler"), 60)
+    boot_delete(minicloud, "minicloud-b", 98)
+
+
+@pytest.mark.parametrize(
+    ("args", "valid"),
+    [
+        (["broker-moved", "nova-api"], "nova-compute, nova-scheduler, nova-conductor"),
+        (["stop", "nova-bogus"], "epmd, mariadb, rabbitmq"),
+    ],
+)
+def test_fault_controls_refuse_unknown_services(
+    minicloud: Minicloud, args: list[str], valid: str
+) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(MINICLOUD), "fault", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"MINICLOUD_HOME": str(minicloud.home)},
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1
+    assert f"unknown service {args[1]!r}" in proc.stderr
+    assert valid in proc.stderr
