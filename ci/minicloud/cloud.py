@@ -18,7 +18,7 @@ from pathlib import Path
 import configs
 import procs
 from configs import PORTS, PROXIED, url
-from layout import HERE, Layout, MinicloudError, requirements
+from layout import HERE, Layout, MinicloudError, PortBusy, requirements
 
 SECRET_NAMES = (
     "admin",
@@ -318,9 +318,7 @@ def ensure_venvs(lay: Layout) -> None:
 def _start(lay: Layout, batch: list[Service]) -> None:
     for svc in batch:
         if svc.port is not None and not procs.port_free(svc.port):
-            raise MinicloudError(
-                f"port {svc.port} needed by {svc.name} is already in use on 127.0.0.1"
-            )
+            raise PortBusy(f"port {svc.port} needed by {svc.name} is already in use on 127.0.0.1")
         procs.start(lay, svc.name, svc.argv(), svc.env)
     for svc in batch:
         if svc.ready is not None:
@@ -514,9 +512,25 @@ def up(lay: Layout) -> None:
     if any(pids.values()):
         log("partly running: restarting everything")
         down(lay, quiet=True)
+    ensure_packages()
+    ensure_venvs(lay)
     try:
-        ensure_packages()
-        ensure_venvs(lay)
+        _deploy(lay)
+    except PortBusy:
+        raise
+    except MinicloudError as exc:
+        if not lay.bootstrapped.exists():
+            raise
+        # Data left by a killed run can be beyond a restart (a torn database, say); it is
+        # a test cloud, so start it over rather than make the caller clean up by hand.
+        log(f"restart on existing data failed ({exc}); deploying from scratch")
+        lay.bootstrapped.unlink()
+        _deploy(lay)
+    log(f"up in {time.monotonic() - started:.0f} s; clouds.yaml: {lay.clouds_yaml}")
+
+
+def _deploy(lay: Layout) -> None:
+    try:
         secrets = load_secrets(lay)
         configs.write_all(lay, secrets)
         fresh = not lay.bootstrapped.exists()
@@ -564,7 +578,6 @@ def up(lay: Layout) -> None:
     except (MinicloudError, KeyboardInterrupt):
         down(lay, quiet=True)
         raise
-    log(f"up in {time.monotonic() - started:.0f} s; clouds.yaml: {lay.clouds_yaml}")
 
 
 def wait_healthy(lay: Layout, timeout: float = 150) -> None:

@@ -14,6 +14,10 @@ class MinicloudError(Exception):
     """One line for the operator: what failed and which log to read."""
 
 
+class PortBusy(MinicloudError):
+    """A port the test cloud needs is taken by someone else: never worth a redeploy."""
+
+
 @dataclass(frozen=True)
 class Layout:
     home: Path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import openstack
@@ -227,3 +229,26 @@ def test_fault_controls_refuse_unknown_services(
     assert proc.stderr.count("\n") == 1
     assert f"unknown service {args[1]!r}" in proc.stderr
     assert valid in proc.stderr
+
+
+def test_a_port_already_taken_fails_in_one_line_and_leaves_nothing_running(
+    minicloud: Minicloud, tmp_path: Path
+) -> None:
+    # A second cloud beside the running one: every port it needs is taken.
+    (tmp_path / "venvs").symlink_to(minicloud.home / "venvs")
+    proc = subprocess.run(
+        [sys.executable, str(MINICLOUD), "up"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env={**os.environ, "MINICLOUD_HOME": str(tmp_path)},
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "minicloud: error: port 24369 needed by epmd is already in use on 127.0.0.1"
+    ]
+    leftovers = subprocess.run(
+        ["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False
+    )
+    assert leftovers.stdout == ""
