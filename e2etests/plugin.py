@@ -18,6 +18,7 @@ import secrets
 import signal
 import threading
 import types
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -35,7 +36,9 @@ _PARAM = "_e2e_cloud"
 _RUN_ID_KEY = pytest.StashKey[str]()
 _TARGETS_KEY = pytest.StashKey["list[CloudTarget] | ConfigError"]()
 _CLOUDS_KEY = pytest.StashKey[dict[str, "Cloud"]]()
+_USAGE_ERROR_KEY = pytest.StashKey[str]()
 _WORKER_RUN_ID = "e2e_run_id"
+_WORKER_USAGE_ERROR = "e2e_usage_error"
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}")
 
 
@@ -100,11 +103,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 # -- configuration and xdist ----------------------------------------------------------------
 
 
+class _GroupCheck:
+    """Warns when ``--dist loadgroup`` did not group (pytest-xdist#1386, pytest >= 9.2).
+
+    Registered in xdist workers only; xdist marks grouped tests by an ``@group`` suffix.
+    """
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        if not config.getvalue("loadgroup"):
+            return
+        grouped = [i for i in items if i.get_closest_marker("xdist_group") is not None]
+        if grouped and not any("@" in i.nodeid for i in grouped):
+            warnings.warn(
+                pytest.PytestWarning(
+                    "--dist loadgroup is not grouping with this pytest/pytest-xdist pair "
+                    "(pytest-xdist#1386): a cloud's tests may run on several workers"
+                ),
+                stacklevel=1,
+            )
+
+
 class _XdistHooks:
     """Registered only with xdist: workers get options, not objects, so pass the run id."""
 
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput[_WORKER_RUN_ID] = node.config.stash[_RUN_ID_KEY]
+
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        message = getattr(node, "workeroutput", {}).get(_WORKER_USAGE_ERROR)
+        if message:
+            node.config.stash[_USAGE_ERROR_KEY] = message
 
 
 def _new_run_id() -> str:
@@ -125,6 +156,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_CLOUDS_KEY] = {}
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "e2etests-xdist")
+    if workerinput:
+        config.pluginmanager.register(_GroupCheck(), "e2etests-group-check")
     _install_sigterm_handler(config)
 
 
@@ -197,7 +230,14 @@ def pytest_collection_modifyitems(
 ) -> None:
     targets = config.stash.get(_TARGETS_KEY, None)
     if isinstance(targets, ConfigError):
-        raise pytest.UsageError(str(targets))
+        workeroutput = getattr(config, "workeroutput", None)
+        if workeroutput is None:
+            raise pytest.UsageError(str(targets))
+        # A worker raising UsageError crashes xdist; hand the line to the controller instead.
+        workeroutput[_WORKER_USAGE_ERROR] = str(targets)
+        session.shouldstop = str(targets)
+        items[:] = []
+        return
     for item in items:
         callspec = getattr(item, "callspec", None)
         target = callspec.params.get(_PARAM) if callspec is not None else None
@@ -210,6 +250,9 @@ def pytest_collection_modifyitems(
 def pytest_sessionfinish(session: pytest.Session) -> None:
     for cloud in session.config.stash.get(_CLOUDS_KEY, {}).values():
         cloud.close()
+    message = session.config.stash.get(_USAGE_ERROR_KEY, None)
+    if message:
+        pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 # -- the cloud object -----------------------------------------------------------------------

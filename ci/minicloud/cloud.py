@@ -289,7 +289,8 @@ def ensure_venvs(lay: Layout) -> None:
     jobs: list[tuple[str, subprocess.Popen[bytes]]] = []
     for name in ("openstack", "neutron"):
         reqs, digest = requirements(name)
-        venv = lay.venv(name)
+        # Resolved: the venv's scripts carry its path in their shebangs.
+        venv = lay.venv(name).resolve()
         stamp = venv / ".minicloud-requirements"
         if stamp.exists() and stamp.read_text() == digest:
             continue

@@ -1,0 +1,394 @@
+"""``e2etests``: a thin wrapper over ``pytest.main`` for drain hooks and nightly jobs.
+
+It selects the suites, runs them (in parallel, one xdist group per cloud), writes the reports,
+prints a one-screen summary, posts to Slack, and exits with a status a script can branch on:
+
+====  ================================================================
+0     every check passed (the roll may go on)
+1     a check failed (stop the roll; the summary names the culprit)
+2     usage or configuration error (bad flag, unknown cloud, bad clouds.yaml)
+3     the harness itself could not run (nothing was verified)
+====  ================================================================
+
+Slack never changes the exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import importlib.metadata
+import os
+import re
+import secrets
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+import pytest
+
+import e2etests
+from e2etests import config, reports, slack, summary
+from e2etests.errors import ConfigError, ExitStatus
+from e2etests.results import ResultCollector, RunResult, redact
+
+SUITES_DIR = Path(__file__).resolve().parent / "suites"
+#: The suites a drain can break: VM lifecycle and the message-queue checks.
+POST_DRAIN_SUITES = ("test_lifecycle.py", "test_mq.py")
+#: Upper bound of xdist workers: each is a Python process holding SDK connections.
+MAX_WORKERS = 32
+CHANNEL_ENV = "E2E_SLACK_CHANNEL"
+
+# Kubernetes node names are DNS-1123 subdomains.
+_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+class UsageError(Exception):
+    """Bad command line; the message is one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints the whole usage block and exits 2 by itself; we want one line and our
+    # own exit path.
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _drained_at(value: str) -> dt.datetime:
+    """ISO 8601 (``2024-05-01T10:00:00Z``) or Unix seconds; naive times are taken as UTC."""
+    try:
+        moment = dt.datetime.fromtimestamp(float(value), dt.UTC)
+    except ValueError:
+        try:
+            moment = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is neither ISO 8601 nor Unix seconds"
+            ) from None
+    except (OverflowError, OSError):
+        raise argparse.ArgumentTypeError(f"{value!r} is out of range") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC)
+
+
+def _node(value: str) -> str:
+    if len(value) > 253 or not _NODE_NAME.match(value):
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a Kubernetes node name (lowercase letters, digits, '-', '.')"
+        )
+    return value
+
+
+def _workers(value: str) -> int:
+    if value == "auto":
+        return 0
+    try:
+        count = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number or 'auto'") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: need at least 1")
+    return count
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    sel = parser.add_argument_group("selection")
+    sel.add_argument(
+        "--clouds",
+        action="append",
+        default=[],
+        metavar="NAMES",
+        help="cloud names or globs, comma-separated or repeated (default: every cloud)",
+    )
+    sel.add_argument(
+        "--workers",
+        type=_workers,
+        default=0,
+        metavar="N|auto",
+        help=f"parallel workers (default auto: one per cloud, at most {MAX_WORKERS})",
+    )
+    sel.add_argument("--run-id", metavar="ID", help="run id stamped on every resource")
+    rep = parser.add_argument_group("reports")
+    rep.add_argument(
+        "--report-dir", type=Path, default=reports.DEFAULT_REPORT_DIR, metavar="DIR",
+        help="where reports go (default: ./reports)",
+    )  # fmt: skip
+    rep.add_argument("--junitxml", type=Path, metavar="PATH", help="default: DIR/junit.xml")
+    rep.add_argument("--json", type=Path, metavar="PATH", help="default: DIR/summary.json")
+    rep.add_argument("--prom", type=Path, metavar="PATH", help="default: DIR/e2etests.prom")
+    sl = parser.add_argument_group("slack")
+    sl.add_argument(
+        "--slack-channel", metavar="CHANNEL", help=f"post here (default: ${CHANNEL_ENV})"
+    )
+    sl.add_argument(
+        "--slack-token-file", type=Path, metavar="PATH",
+        help=f"bot token file (default: ${slack.TOKEN_ENV}, then ${slack.TOKEN_FILE_ENV})",
+    )  # fmt: skip
+    sl.add_argument("--slack-dry-run", action="store_true", help="print the blocks, post nothing")
+    sl.add_argument(
+        "--slack-only-on-failure", action="store_true", help="post nothing for a green run"
+    )
+    sl.add_argument(
+        "--slack-recovery", action=argparse.BooleanOptionalAction, default=True,
+        help="announce a green run after a red one (default: on)",
+    )  # fmt: skip
+    sl.add_argument("--slack-api-url", metavar="URL", help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="e2etests",
+        description="End-to-end smoke tests for fleets of OpenStack clouds.",
+        epilog="exit status: 0 green, 1 a check failed, 2 usage or config error, "
+        "3 the harness could not run",
+    )
+    parser.add_argument("--version", action="version", version=f"e2etests {e2etests.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    run = sub.add_parser(
+        "run",
+        help="run every suite against the selected clouds",
+        description="Run every suite against the selected clouds. "
+        "Arguments after '--' go to pytest; paths among them replace the default suites.",
+    )
+    _add_run_options(run)
+    drain = sub.add_parser(
+        "after-drain",
+        help="run the post-drain suites after a node drain and gate the roll",
+        description="Run the lifecycle and message-queue checks after draining NODE. "
+        "Arguments after '--' go to pytest.",
+    )
+    drain.add_argument("--node", type=_node, required=True, help="the node that was drained")
+    drain.add_argument(
+        "--drained-at", type=_drained_at, metavar="TIME",
+        help="when the drain finished: ISO 8601 or Unix seconds (default: now)",
+    )  # fmt: skip
+    _add_run_options(drain)
+    clouds = sub.add_parser("clouds", help="list the configured clouds and their checks")
+    clouds.add_argument("--clouds", action="append", default=[], metavar="NAMES")
+    sub.add_parser("sweep", help="delete servers a killed run left behind", add_help=False)
+    return parser
+
+
+def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Our arguments, and pytest's (everything after the first ``--``)."""
+    args = list(argv)
+    if "--" in args:
+        i = args.index("--")
+        return args[:i], args[i + 1 :]
+    return args, []
+
+
+def _has_paths(pytest_args: Sequence[str]) -> bool:
+    # Option values (`-k lifecycle`) are not files, so an existing path means test paths.
+    return any(not arg.startswith("-") and Path(arg.split("::")[0]).exists() for arg in pytest_args)
+
+
+def _has_option(pytest_args: Sequence[str], *names: str) -> bool:
+    return any(a == n or a.startswith(n + "=") for a in pytest_args for n in names)
+
+
+def _chose_workers(pytest_args: Sequence[str]) -> bool:
+    return _has_option(pytest_args, "-n", "--numprocesses") or any(
+        re.fullmatch(r"-n(\d+|auto|logical)", a) for a in pytest_args
+    )
+
+
+def worker_count(requested: int, clouds: int, pytest_args: Sequence[str]) -> int:
+    """xdist workers, 0 for none: never more than clouds (loadgroup keeps a cloud on one worker).
+
+    A single cloud runs without xdist: starting a worker costs more than it saves.
+    """
+    if _chose_workers(pytest_args):
+        return 0  # the caller passed -n to pytest; their choice wins
+    wanted = min(requested or clouds, clouds, MAX_WORKERS)
+    return wanted if wanted > 1 else 0
+
+
+def _plugin_registered() -> bool:
+    return any(
+        ep.value == "e2etests.plugin" for ep in importlib.metadata.entry_points(group="pytest11")
+    )
+
+
+def pytest_args_for(
+    ns: argparse.Namespace, pytest_args: Sequence[str], *, clouds: int
+) -> list[str]:
+    """The full pytest command line for ``run`` / ``after-drain``."""
+    args: list[str] = []
+    if not _plugin_registered():
+        # Running from a checkout that was never installed: load the plugin by module name.
+        args += ["-p", "e2etests.plugin"]
+    if not _has_paths(pytest_args):
+        if ns.command == "after-drain":
+            suites = [SUITES_DIR / name for name in POST_DRAIN_SUITES]
+            args += [str(p) for p in suites if p.exists()]
+        else:
+            args.append(str(SUITES_DIR))
+    patterns = config.split_patterns(ns.clouds)
+    if patterns:
+        args += ["--clouds", ",".join(patterns)]
+    if getattr(ns, "drained_at", None) is not None:
+        args += ["--drained-at", ns.drained_at.isoformat()]
+    if ns.run_id:
+        args += ["--run-id", ns.run_id]
+    workers = worker_count(ns.workers, clouds, pytest_args)
+    if workers:
+        args += ["-n", str(workers), "--dist", "loadgroup"]
+    if not _has_option(pytest_args, "--junitxml", "--junit-xml"):
+        args += ["--junitxml", str(ns.junitxml or ns.report_dir / "junit.xml")]
+    return [*args, *pytest_args]
+
+
+def _slack_options(ns: argparse.Namespace, environ: Mapping[str, str]) -> slack.SlackOptions:
+    return slack.SlackOptions(
+        channel=ns.slack_channel or environ.get(CHANNEL_ENV) or None,
+        dry_run=ns.slack_dry_run,
+        only_on_failure=ns.slack_only_on_failure,
+        recovery_notice=ns.slack_recovery,
+        token_file=ns.slack_token_file,
+        report_dir=ns.report_dir,
+        base_url=ns.slack_api_url,
+    )
+
+
+def _run(
+    ns: argparse.Namespace,
+    pytest_args: Sequence[str],
+    *,
+    out: TextIO,
+    err: TextIO,
+    environ: Mapping[str, str],
+    pytest_main: Callable[..., int | pytest.ExitCode],
+) -> ExitStatus:
+    targets = config.load_targets(config.split_patterns(ns.clouds))
+    ns.run_id = ns.run_id or new_run_id()
+    if ns.command == "after-drain" and ns.drained_at is None:
+        ns.drained_at = dt.datetime.now(dt.UTC)
+    args = pytest_args_for(ns, pytest_args, clouds=len(targets))
+    if ns.command == "after-drain" and not _has_paths(args):
+        err.write(f"e2etests: no post-drain suite found in {SUITES_DIR}\n")
+        return ExitStatus.HARNESS_ERROR
+    collector = ResultCollector(
+        node=getattr(ns, "node", None), drained_at=getattr(ns, "drained_at", None), run_id=ns.run_id
+    )
+    code = pytest_main(args, plugins=[collector])
+    run = collector.result or collector.finish(code)
+    status = run.exit_status
+    paths = reports.ReportPaths.in_dir(ns.report_dir, json=ns.json, prom=ns.prom)
+    try:
+        reports.write_reports(run, paths)
+    except OSError as exc:
+        err.write(f"e2etests: cannot write reports in {ns.report_dir}: {exc.strerror}\n")
+        # Upgrade tooling reads the JSON; a green exit must not sit next to a stale report.
+        status = ExitStatus.HARNESS_ERROR if status == ExitStatus.OK else status
+    out.write("\n" + summary.render_text(_with_status(run, status)))
+    out.flush()
+    slack.publish(
+        _with_status(run, status), _slack_options(ns, environ), out=out, err=err, environ=environ
+    )
+    return status
+
+
+def _with_status(run: RunResult, status: ExitStatus) -> RunResult:
+    if run.exit_status == status:
+        return run
+    return dataclasses.replace(run, exit_status=status)
+
+
+def enabled_checks(target: config.CloudTarget) -> list[str]:
+    """The checks a cloud will run, from its settings (no connection made)."""
+    from e2etests.mq.settings import parse_mq_settings
+
+    checks = ["lifecycle"]
+    mq = parse_mq_settings(target.settings.mq, f"{target.source}: clouds.{target.name}.e2etests.mq")
+    if mq is not None:
+        checks += ["mq.heartbeats", "mq.canary"]
+        if mq.rabbitmq is not None:
+            checks.append("mq.consumers")
+        if mq.transport_url is not None:
+            checks.append("mq.rpc_ping")
+    return checks
+
+
+def _clouds(ns: argparse.Namespace, *, out: TextIO) -> ExitStatus:
+    targets = config.load_targets(config.split_patterns(ns.clouds))
+    rows = []
+    for t in targets:
+        s = t.settings
+        state = (
+            f"skip: {s.skip}"
+            if s.skip
+            else f"quarantine: {s.quarantine}"
+            if s.quarantine
+            else "active"
+        )
+        where = f"flavor={s.flavor} image={s.image} network={s.network or 'none'}"
+        rows.append((t.id, state, ", ".join(enabled_checks(t)), where))
+    if not rows:
+        out.write("no clouds configured\n")
+        return ExitStatus.USAGE_ERROR
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        line = "  ".join(col.ljust(w) for col, w in zip(row[:3], widths, strict=True))
+        out.write(redact(f"{line}  {row[3]}") + "\n")
+    out.write(f"{len(rows)} cloud{'s' if len(rows) != 1 else ''} from {targets[0].source}\n")
+    return ExitStatus.OK
+
+
+def _sweep(argv: Sequence[str]) -> int:
+    # The sweeper belongs to the core harness; imported late so `e2etests run` never pays for it.
+    from e2etests import sweep
+
+    return int(sweep.main(list(argv)))
+
+
+def new_run_id() -> str:
+    """A run id made here (not by the plugin) so the reports can name it too."""
+    return f"{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    environ: Mapping[str, str] | None = None,
+    pytest_main: Callable[..., int | pytest.ExitCode] = pytest.main,
+) -> int:
+    """Entry point of the ``e2etests`` console script; returns the exit status."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    environ = os.environ if environ is None else environ
+    raw = list(sys.argv[1:] if argv is None else argv)
+    ours, pytest_args = split_argv(raw)
+    try:
+        if raw[:1] == ["sweep"]:
+            return _sweep(raw[1:])
+        ns = build_parser().parse_args(ours)
+        if ns.command == "clouds":
+            if pytest_args:
+                raise UsageError("'clouds' takes no pytest arguments")
+            return int(_clouds(ns, out=out))
+        return int(
+            _run(ns, pytest_args, out=out, err=err, environ=environ, pytest_main=pytest_main)
+        )
+    except (UsageError, ConfigError) as exc:
+        err.write(f"e2etests: {redact(str(exc))}\n")
+        return int(ExitStatus.USAGE_ERROR)
+    except SystemExit as exc:  # --help and --version
+        return int(exc.code or 0) if not isinstance(exc.code, str) else int(ExitStatus.USAGE_ERROR)
+    except KeyboardInterrupt:
+        err.write("e2etests: interrupted\n")
+        return int(ExitStatus.HARNESS_ERROR)
+    except Exception as exc:  # the one place a surprise becomes exit 3 instead of a traceback
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        err.write(f"e2etests: internal error: {redact(reason)[:300]}\n")
+        return int(ExitStatus.HARNESS_ERROR)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,343 @@
+"""Judging MQ observations: pure functions, no I/O, the clock passed in.
+
+Every judge returns a :class:`Verdict` whose findings are one line each and
+name the service, its host and, where one is involved, the queue. A problem
+seen while the grace window after a disturbance (a drain, a broker restart)
+is still open is a WAIT, not a RED: the services may still be reconnecting,
+so the caller re-observes; once the window has closed the same problem is RED.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+from collections.abc import Callable, Iterable, Sequence
+
+from e2etests.mq.observations import (
+    CanaryObs,
+    ExpectedQueue,
+    PingObs,
+    QueueObs,
+    QueueSample,
+    ServiceObs,
+)
+
+#: Nova services whose RPC topic the MQ checks know, and the topic each serves.
+NOVA_TOPICS = {
+    "nova-compute": "compute",
+    "nova-conductor": "conductor",
+    "nova-scheduler": "scheduler",
+}
+#: Topics whose queue every host of the service shares (compute casts are per host only).
+SHARED_TOPICS = frozenset({"conductor", "scheduler"})
+#: Upstream first. nova-compute reports and reads through the conductor, and builds go
+#: through the scheduler, so a broken conductor also makes nova-compute miss its pings
+#: and heartbeats: listing the conductor first makes the culprit name the cause.
+_UPSTREAM_FIRST = {"nova-conductor": 0, "nova-scheduler": 1, "nova-compute": 2}
+
+
+def upstream_first(binary: str) -> int:
+    """Sort key: the services others depend on come first."""
+    return _UPSTREAM_FIRST.get(binary, len(_UPSTREAM_FIRST))
+
+
+class Status(enum.Enum):
+    GREEN = "green"
+    WAIT = "wait"
+    RED = "red"
+
+
+def stamp(moment: dt.datetime) -> str:
+    """A compact UTC timestamp for messages: ``2025-01-31T12:00:05Z``."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """The grace window after the latest disturbance the checks know of."""
+
+    #: When the disturbance happened; None when none is known (judge at once).
+    anchor: dt.datetime | None
+    #: What happened at the anchor, for messages: "the drain", "the broker restart".
+    event: str
+    grace: float
+
+    @property
+    def closes(self) -> dt.datetime | None:
+        if self.anchor is None:
+            return None
+        return self.anchor + dt.timedelta(seconds=self.grace)
+
+    def is_open(self, now: dt.datetime) -> bool:
+        closes = self.closes
+        return closes is not None and now < closes
+
+
+def window_after(
+    drained_at: dt.datetime | None, broker_started_at: dt.datetime | None, grace: float
+) -> Window:
+    """The window that starts at the later of the drain and the broker's start.
+
+    A broker that restarted after the drain (or without one being declared) is
+    a disturbance of its own: services need the same time to come back.
+    """
+    if broker_started_at is not None and (drained_at is None or broker_started_at > drained_at):
+        return Window(broker_started_at, f"the broker start at {stamp(broker_started_at)}", grace)
+    if drained_at is not None:
+        return Window(drained_at, f"the drain at {stamp(drained_at)}", grace)
+    return Window(None, "no known disturbance", grace)
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """One problem, one line; WAIT while the window is open, RED after."""
+
+    status: Status
+    line: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The outcome of one check on one cloud at one moment."""
+
+    check: str
+    status: Status
+    findings: tuple[Finding, ...] = ()
+    #: Observations behind the verdict (healthy ones included), one line each.
+    evidence: tuple[str, ...] = ()
+    #: While WAIT: when the window closes and the same problems become RED.
+    wait_until: dt.datetime | None = None
+
+    @property
+    def culprit(self) -> str | None:
+        """One line naming what is broken; None unless RED."""
+        reds = [f.line for f in self.findings if f.status is Status.RED]
+        if not reds:
+            return None
+        more = f" (+{len(reds) - 1} more)" if len(reds) > 1 else ""
+        return reds[0] + more
+
+    @property
+    def problems(self) -> tuple[str, ...]:
+        return tuple(f.line for f in self.findings)
+
+    def report_lines(self) -> tuple[str, ...]:
+        """Evidence for a report whose culprit is :attr:`culprit`: the other problems first."""
+        return self.problems[1:] + self.evidence
+
+
+def _verdict(
+    check: str,
+    problems: Iterable[str],
+    evidence: Iterable[str],
+    window: Window,
+    now: dt.datetime,
+) -> Verdict:
+    lines = tuple(problems)
+    evidence = tuple(evidence)
+    if not lines:
+        return Verdict(check, Status.GREEN, evidence=evidence)
+    if window.is_open(now):
+        closes = window.closes
+        assert closes is not None
+        suffix = f" (within the grace window after {window.event}, until {stamp(closes)})"
+        findings = tuple(Finding(Status.WAIT, line + suffix) for line in lines)
+        return Verdict(check, Status.WAIT, findings, evidence, wait_until=closes)
+    findings = tuple(Finding(Status.RED, line) for line in lines)
+    return Verdict(check, Status.RED, findings, evidence)
+
+
+def _last(moment: dt.datetime | None) -> str:
+    return "never reported" if moment is None else f"last report {stamp(moment)}"
+
+
+def judge_heartbeats(services: Sequence[ServiceObs], window: Window, now: dt.datetime) -> Verdict:
+    """Every enabled service is up and, after a disturbance, has reported since."""
+    enabled = sorted(
+        (s for s in services if s.enabled),
+        key=lambda s: (s.kind, upstream_first(s.binary), s.binary, s.host),
+    )
+    problems: list[str] = []
+    evidence: list[str] = []
+    if not any(s.kind == "nova" for s in enabled):
+        problems.append("the compute API lists no enabled nova service")
+    for svc in enabled:
+        fresh = svc.last_report is not None and (
+            window.anchor is None or svc.last_report > window.anchor
+        )
+        if svc.up and fresh:
+            evidence.append(f"{svc.label}: up, {_last(svc.last_report)}")
+        elif not svc.up:
+            problems.append(f"{svc.label} is down ({_last(svc.last_report)})")
+        else:
+            problems.append(
+                f"{svc.label} has not reported since {window.event} ({_last(svc.last_report)})"
+            )
+    return _verdict("mq.heartbeats", problems, evidence, window, now)
+
+
+def expected_queues(
+    services: Sequence[ServiceObs], vhost: str, neutron_vhost: str | None = None
+) -> tuple[ExpectedQueue, ...]:
+    """The RPC queues the enabled services must consume, sorted by name.
+
+    Each server consumes ``<topic>.<host>``; conductor and scheduler also share
+    a ``<topic>`` queue. Neutron agents are included only when their vhost is
+    known (deployments often give Neutron a vhost of its own).
+    """
+    per_host: dict[str, ExpectedQueue] = {}
+    shared: dict[str, tuple[str, set[str]]] = {}
+    for svc in services:
+        if not svc.enabled or not svc.topic:
+            continue
+        if svc.kind == "nova":
+            queue_vhost = vhost
+        elif neutron_vhost is not None:
+            queue_vhost = neutron_vhost
+        else:
+            continue
+        name = f"{svc.topic}.{svc.host}"
+        per_host[name] = ExpectedQueue(name, queue_vhost, svc.binary, (svc.host,))
+        if svc.kind == "nova" and svc.topic in SHARED_TOPICS:
+            shared.setdefault(svc.topic, (svc.binary, set()))[1].add(svc.host)
+    for topic, (binary, hosts) in shared.items():
+        per_host[topic] = ExpectedQueue(topic, vhost, binary, tuple(sorted(hosts)))
+    return tuple(per_host[name] for name in sorted(per_host))
+
+
+def _messages(count: int, what: str) -> str:
+    return f"{count} message{'' if count == 1 else 's'} {what}"
+
+
+def _consumers(count: int) -> str:
+    return f"{count} consumer{'' if count == 1 else 's'}"
+
+
+def _acked_since(first: QueueSample, last: QueueSample) -> bool:
+    return (
+        first.acked_total is not None
+        and last.acked_total is not None
+        and last.acked_total > first.acked_total
+    )
+
+
+def queue_problem(obs: QueueObs) -> str | None:
+    """What is wrong with one queue's samples, in one line; None when healthy."""
+    if not obs.samples:
+        raise ValueError(f"queue {obs.queue.name}: no samples")
+    q, first, last = obs.queue, obs.samples[0], obs.samples[-1]
+    span = last.at - first.at
+    if not last.exists:
+        return f"queue {q.name} does not exist: {q.owner} has not declared it (not connected)"
+    if last.consumers == 0:
+        return (
+            f"queue {q.name} has 0 consumers and {_messages(last.ready, 'waiting')}: "
+            f"{q.owner} is not consuming"
+        )
+    if len(obs.samples) < 2 or _acked_since(first, last):
+        return None
+    if first.exists and last.unacked > first.unacked:
+        return (
+            f"queue {q.name} has {_consumers(last.consumers)} but unacknowledged messages "
+            f"grew {first.unacked} -> {last.unacked} in {span:.0f} s with no ack: "
+            f"{q.owner} is wedged"
+        )
+    if first.exists and first.ready > 0 and last.ready >= first.ready:
+        return (
+            f"queue {q.name} has {_consumers(last.consumers)} but "
+            f"{_messages(last.ready, 'ready')}, none taken in {span:.0f} s: {q.owner} is wedged"
+        )
+    return None
+
+
+def _queue_evidence(obs: QueueObs) -> str:
+    readings = ", ".join(
+        f"{s.consumers}c/{s.ready}r/{s.unacked}u" if s.exists else "absent" for s in obs.samples
+    )
+    return f"queue {obs.queue.name} ({obs.queue.owner}) consumers/ready/unacked: {readings}"
+
+
+def judge_consumers(queues: Sequence[QueueObs], window: Window, now: dt.datetime) -> Verdict:
+    """Every expected queue exists, has a consumer, and that consumer is taking messages."""
+    queues = sorted(queues, key=lambda q: (upstream_first(q.queue.binary), q.queue.name))
+    problems = [p for p in map(queue_problem, queues) if p is not None]
+    if not queues:
+        problems.append("no RPC queue to check: no enabled nova service has a known topic")
+    return _verdict("mq.consumers", problems, map(_queue_evidence, queues), window, now)
+
+
+def judge_pings(pings: Sequence[PingObs], window: Window, now: dt.datetime) -> Verdict:
+    """Every RPC server answered its ping."""
+    problems: list[str] = []
+    evidence: list[str] = []
+    for ping in sorted(pings, key=lambda p: (upstream_first(p.binary), p.topic, p.host)):
+        target = f"topic {ping.topic}, server {ping.host}"
+        if ping.ok:
+            evidence.append(f"{ping.label} answered the RPC ping in {ping.seconds:.2f} s")
+        else:
+            problems.append(
+                f"{ping.label} does not answer the RPC ping ({target}): "
+                f"{ping.error or 'no reply'} after {ping.seconds:.1f} s"
+            )
+    if not pings:
+        problems.append("no RPC server to ping: no enabled nova service has a known topic")
+    return _verdict("mq.rpc_ping", problems, evidence, window, now)
+
+
+def diagnose_canary(canary: CanaryObs, verdicts: Sequence[Verdict]) -> tuple[str, tuple[str, ...]]:
+    """The canary's culprit line joined with the likeliest cause, and all evidence.
+
+    A cause from a RED check wins over one still waiting; the checks are taken
+    in the order given, so the caller puts the most specific first.
+    """
+    if canary.status.upper() == "ERROR":
+        head = f"server {canary.server_id} went to ERROR after {canary.waited:.0f} s"
+        if canary.fault:
+            head += f" ({canary.fault})"
+    else:
+        state = f"{canary.status}/{canary.task_state or 'no task'}"
+        head = f"server {canary.server_id} stuck in {state} for {canary.waited:.0f} s"
+    ranked = [f for v in verdicts for f in v.findings if f.status is Status.RED] + [
+        f for v in verdicts for f in v.findings if f.status is Status.WAIT
+    ]
+    cause = ranked[0].line if ranked else "no MQ check names a cause"
+    evidence = [head]
+    for v in verdicts:
+        evidence.extend(f"{v.check} [{v.status.value}]: {line}" for line in v.problems + v.evidence)
+    return f"{head}; {cause}", tuple(evidence)
+
+
+def settle(
+    observe: Callable[[], Verdict],
+    *,
+    clock: Callable[[], dt.datetime],
+    sleep: Callable[[float], None],
+    limit: float,
+    interval: float = 2.0,
+) -> Verdict:
+    """Re-observe every ``interval`` seconds while the verdict is WAIT.
+
+    Bounded twice: the judges stop answering WAIT once the window closes, and
+    ``limit`` seconds after the first observation a WAIT is turned RED anyway.
+    """
+    start = clock()
+    while True:
+        verdict = observe()
+        if verdict.status is not Status.WAIT:
+            return verdict
+        now = clock()
+        elapsed = (now - start).total_seconds()
+        if elapsed >= limit:
+            findings = tuple(
+                Finding(Status.RED, f"{f.line}; still so after {elapsed:.0f} s")
+                for f in verdict.findings
+            )
+            return dataclasses.replace(
+                verdict, status=Status.RED, findings=findings, wait_until=None
+            )
+        pause = min(interval, limit - elapsed)
+        if verdict.wait_until is not None:
+            pause = min(pause, (verdict.wait_until - now).total_seconds())
+        # Never spin: a window that just closed still gets one short pause.
+        sleep(max(pause, 0.05))

@@ -1,0 +1,428 @@
+"""What a run found, per cloud and per check, and the collector that builds it from pytest reports.
+
+The dataclasses are what every reporter (text, JSON, Prometheus, Slack) consumes; they are built
+only from the data the suites attach to their reports through ``item.user_properties``::
+
+    ("e2e_cloud", "minicloud-a")              # which cloud the test checked
+    ("e2e_check", "mq.consumers")             # which check it is
+    ("e2e_phases", {"boot": 2.31})            # seconds per phase, optional
+    ("e2e_culprit", "one line")               # what is broken, when it failed, optional
+    ("e2e_evidence", ["line", ...])           # the lines that prove it, optional
+
+The cloud is never taken from the test id: under ``--dist loadgroup`` xdist appends ``@group``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal, Protocol
+
+import pytest
+
+from e2etests.errors import ExitStatus
+
+Outcome = Literal["passed", "failed", "error", "skipped"]
+CloudVerdict = Literal["passed", "failed", "skipped"]
+RunVerdict = Literal["passed", "failed", "error"]
+
+# Tests that do not say which cloud they checked are grouped here rather than dropped.
+UNKNOWN_CLOUD = "(no cloud)"
+
+# Bounds that keep one chatty check from flooding every report built from it.
+MAX_CULPRIT_CHARS = 300
+MAX_EVIDENCE_LINES = 40
+MAX_EVIDENCE_LINE_CHARS = 500
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    """One check (one test) on one cloud."""
+
+    cloud: str
+    check: str
+    outcome: Outcome
+    culprit: str | None = None
+    evidence: tuple[str, ...] = ()
+    duration: float = 0.0
+    #: seconds per named phase, e.g. ``{"boot": 2.31, "delete": 0.92}``
+    phases: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True unless the check failed or errored: a skip is not a red."""
+        return self.outcome in ("passed", "skipped")
+
+
+@dataclasses.dataclass(frozen=True)
+class CloudResult:
+    """Every check of one cloud, and the verdict they add up to."""
+
+    cloud: str
+    verdict: CloudVerdict
+    checks: tuple[CheckResult, ...]
+
+    @property
+    def failed_checks(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if not c.ok)
+
+    @property
+    def culprit(self) -> str:
+        """One line for the summary: the first failing check and why, or the verdict."""
+        failed = self.failed_checks
+        if not failed:
+            return self.verdict
+        first = failed[0]
+        line = f"{first.check}: {first.culprit or first.outcome}"
+        if len(failed) > 1:
+            line += f" (+{len(failed) - 1} more failed check{'s' if len(failed) > 2 else ''})"
+        return line
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """A whole run: which node was drained, when, and what every cloud answered."""
+
+    started_at: dt.datetime
+    duration: float
+    clouds: tuple[CloudResult, ...]
+    exit_status: ExitStatus
+    node: str | None = None
+    drained_at: dt.datetime | None = None
+    run_id: str | None = None
+    #: why the harness itself could not run (collection errors, internal errors), one line each
+    harness_errors: tuple[str, ...] = ()
+
+    @property
+    def verdict(self) -> RunVerdict:
+        if self.exit_status == ExitStatus.OK:
+            return "passed"
+        if self.exit_status == ExitStatus.CHECK_FAILED:
+            return "failed"
+        return "error"
+
+    @property
+    def failed_clouds(self) -> tuple[CloudResult, ...]:
+        return tuple(c for c in self.clouds if c.verdict == "failed")
+
+    @property
+    def passed_clouds(self) -> tuple[CloudResult, ...]:
+        return tuple(c for c in self.clouds if c.verdict == "passed")
+
+    @property
+    def skipped_clouds(self) -> tuple[CloudResult, ...]:
+        return tuple(c for c in self.clouds if c.verdict == "skipped")
+
+
+# --- redaction
+
+_BROKER_URL = re.compile(
+    r"\b(?:rabbit|amqps?|kombu(?:\+\w+)?|qpid|kafka)://[^\s'\"<>,;)\]}]*", re.I
+)
+_URL_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s@'\"<>]+@", re.I)
+_SLACK_TOKEN = re.compile(r"\bx(?:ox[abposre]|app)-[A-Za-z0-9-]+")
+_FERNET_TOKEN = re.compile(r"\bgAAAAA[A-Za-z0-9_=-]{20,}")
+_BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.I)
+# key=value, key: value, "key": "value" and 'key': 'value' for secret-looking keys.
+_SECRET_KV = re.compile(
+    r"""(?ix)
+    (\b[\w-]*(?:password|passwd|secret|token|api[_-]?key|credential)s?\b)   # the key
+    (['"]?\s*[=:]\s*['"]?)                                                  # separator
+    ([^\s'",;&}\]]+)                                                        # the value
+    """
+)
+
+
+def redact(text: str) -> str:
+    """Remove passwords, tokens and broker URLs from ``text``.
+
+    Applied to everything a report can carry out of the run (culprits, evidence, crash messages),
+    because an assertion message can quote a transport URL or a request header verbatim.
+
+    >>> redact("rabbit://nova:s3cret@10.0.0.5:5672/ timed out")
+    'rabbit://<redacted> timed out'
+    >>> redact("https://admin:pw@keystone:5000/v3 password=hunter2")
+    'https://***@keystone:5000/v3 password=***'
+    """
+    text = _BROKER_URL.sub(lambda m: m.group(0).split("://", 1)[0] + "://<redacted>", text)
+    text = _URL_USERINFO.sub(r"\1***@", text)
+    text = _SLACK_TOKEN.sub("xox?-***", text)
+    text = _FERNET_TOKEN.sub("***", text)
+    text = _BEARER.sub(r"\1 ***", text)
+    return _SECRET_KV.sub(r"\1\2***", text)
+
+
+def _one_line(text: str, limit: int) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# --- building results from reports
+
+
+class ReportLike(Protocol):
+    """The parts of ``pytest.TestReport`` the results are built from."""
+
+    @property
+    def nodeid(self) -> str: ...
+    @property
+    def when(self) -> str | None: ...
+    @property
+    def outcome(self) -> Literal["passed", "failed", "skipped"]: ...
+    @property
+    def longrepr(self) -> object: ...
+    @property
+    def duration(self) -> float: ...
+    @property
+    def user_properties(self) -> Sequence[tuple[str, object]]: ...
+
+
+def crash_message(longrepr: object) -> str | None:
+    """The one-line failure reason pytest prints in ``-r`` summaries, if there is one."""
+    if longrepr is None:
+        return None
+    reprcrash = getattr(longrepr, "reprcrash", None)
+    message = getattr(reprcrash, "message", None)
+    if isinstance(message, str) and message.strip():
+        return message
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:  # a skip: (path, lineno, reason)
+        return str(longrepr[2])
+    lines = [line for line in str(longrepr).splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
+def _properties(report: ReportLike) -> dict[str, object]:
+    props: dict[str, object] = {}
+    for entry in report.user_properties:
+        # user_properties is a free-for-all list; ignore anything not shaped (name, value).
+        if isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], str):
+            props[entry[0]] = entry[1]
+    return props
+
+
+def _phases(value: object) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        return {}
+    phases: dict[str, float] = {}
+    for name, seconds in value.items():
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+            phases[str(name)] = float(seconds)
+    return phases
+
+
+def _evidence(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    lines = (
+        [value] if isinstance(value, str) else list(value) if isinstance(value, Iterable) else []
+    )
+    out = [_one_line(redact(str(line)), MAX_EVIDENCE_LINE_CHARS) for line in lines]
+    if len(out) > MAX_EVIDENCE_LINES:
+        rest = len(out) - MAX_EVIDENCE_LINES + 1
+        out = [*out[: MAX_EVIDENCE_LINES - 1], f"… and {rest} more lines"]
+    return tuple(out)
+
+
+@dataclasses.dataclass
+class _TestAccumulator:
+    """Everything seen so far about one test id, across its setup/call/teardown reports."""
+
+    props: dict[str, object] = dataclasses.field(default_factory=dict)
+    phases: dict[str, float] = dataclasses.field(default_factory=dict)
+    outcome: Outcome | None = None
+    crash: str | None = None
+    duration: float = 0.0
+
+    def add(self, report: ReportLike) -> None:
+        props = _properties(report)
+        self.phases.update(_phases(props.pop("e2e_phases", None)))
+        self.props.update(props)
+        self.duration += report.duration
+        # Counting rule of a reporter fed by hooks: a pass counts only in the call phase,
+        # a failure in any phase (setup/teardown failures are "errors", as pytest says).
+        if report.outcome == "failed":
+            if self.outcome not in ("failed", "error"):
+                self.outcome = "failed" if report.when == "call" else "error"
+                self.crash = crash_message(report.longrepr)
+        elif report.outcome == "skipped":
+            if self.outcome is None:
+                self.outcome = "skipped"
+        elif report.when == "call" and self.outcome is None:
+            self.outcome = "passed"
+
+    def result(self, nodeid: str) -> CheckResult:
+        outcome: Outcome = self.outcome or "error"
+        cloud = self.props.get("e2e_cloud")
+        check = self.props.get("e2e_check")
+        culprit: str | None = None
+        evidence: tuple[str, ...] = ()
+        if outcome in ("failed", "error"):
+            raw = self.props.get("e2e_culprit") or self.crash or f"{outcome} (no reason given)"
+            culprit = _one_line(redact(str(raw)), MAX_CULPRIT_CHARS)
+            evidence = _evidence(self.props.get("e2e_evidence"))
+        return CheckResult(
+            cloud=str(cloud) if cloud else UNKNOWN_CLOUD,
+            check=str(check) if check else nodeid,
+            outcome=outcome,
+            culprit=culprit,
+            evidence=evidence,
+            duration=round(self.duration, 3),
+            phases=self.phases,
+        )
+
+
+def build_checks(reports: Iterable[ReportLike]) -> list[CheckResult]:
+    """One ``CheckResult`` per test id; reports may arrive interleaved (xdist does that)."""
+    tests: dict[str, _TestAccumulator] = {}
+    for report in reports:
+        tests.setdefault(report.nodeid, _TestAccumulator()).add(report)
+    return [acc.result(nodeid) for nodeid, acc in tests.items()]
+
+
+def cloud_verdict(checks: Sequence[CheckResult]) -> CloudVerdict:
+    if any(not c.ok for c in checks):
+        return "failed"
+    if any(c.outcome == "passed" for c in checks):
+        return "passed"
+    return "skipped"
+
+
+def group_by_cloud(checks: Iterable[CheckResult]) -> tuple[CloudResult, ...]:
+    """Clouds sorted by name, each with its checks sorted by check name."""
+    per_cloud: dict[str, list[CheckResult]] = {}
+    for check in checks:
+        per_cloud.setdefault(check.cloud, []).append(check)
+    return tuple(
+        CloudResult(cloud=name, verdict=cloud_verdict(found), checks=tuple(sorted(found, key=_key)))
+        for name, found in sorted(per_cloud.items())
+    )
+
+
+def _key(check: CheckResult) -> tuple[str, str]:
+    return (check.check, check.outcome)
+
+
+def exit_status_for(
+    pytest_exit: int | pytest.ExitCode, clouds: Sequence[CloudResult]
+) -> ExitStatus:
+    """Map pytest's exit code onto the wrapper's documented statuses.
+
+    A red cloud always wins over a green pytest code, so a reporter bug can never turn a
+    failed check into a green roll.
+    """
+    code = int(pytest_exit)
+    if code == pytest.ExitCode.USAGE_ERROR:
+        return ExitStatus.USAGE_ERROR
+    if code in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
+        return ExitStatus.HARNESS_ERROR
+    if code == pytest.ExitCode.NO_TESTS_COLLECTED or not clouds:
+        # Nothing was verified: that must never read as green.
+        return ExitStatus.HARNESS_ERROR
+    if code == pytest.ExitCode.TESTS_FAILED or any(c.verdict == "failed" for c in clouds):
+        return ExitStatus.CHECK_FAILED
+    if code == pytest.ExitCode.OK:
+        return ExitStatus.OK
+    return ExitStatus.HARNESS_ERROR
+
+
+def build_run_result(
+    reports: Iterable[ReportLike],
+    *,
+    pytest_exit: int | pytest.ExitCode,
+    started_at: dt.datetime,
+    duration: float,
+    node: str | None = None,
+    drained_at: dt.datetime | None = None,
+    run_id: str | None = None,
+    harness_errors: Sequence[str] = (),
+) -> RunResult:
+    """Pure: test reports (in any order) plus run metadata -> ``RunResult``."""
+    clouds = group_by_cloud(build_checks(reports))
+    status = exit_status_for(pytest_exit, clouds)
+    return RunResult(
+        started_at=started_at,
+        duration=round(duration, 3),
+        clouds=clouds,
+        exit_status=status,
+        node=node,
+        drained_at=drained_at,
+        run_id=run_id,
+        harness_errors=tuple(_one_line(redact(e), MAX_CULPRIT_CHARS) for e in harness_errors),
+    )
+
+
+# --- the collector (a pytest plugin object, controller only)
+
+collector_key = pytest.StashKey["ResultCollector"]()
+
+
+class ResultCollector:
+    """Collects test reports in the xdist controller (or the only process) and builds a RunResult.
+
+    Pass it to ``pytest.main(args, plugins=[collector])``: xdist sends workers arguments, never
+    plugin objects, so it exists once per run and anything fed from it is posted once. If it is
+    registered in a worker anyway (``-p``), it stays inert there.
+    """
+
+    def __init__(
+        self,
+        *,
+        node: str | None = None,
+        drained_at: dt.datetime | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.node = node
+        self.drained_at = drained_at
+        self.run_id = run_id
+        self.active = True
+        self.reports: list[pytest.TestReport] = []
+        self.harness_errors: list[str] = []
+        self.started_at = dt.datetime.now(dt.UTC)
+        self._t0 = time.monotonic()
+        self.result: RunResult | None = None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_configure(self, config: pytest.Config) -> None:
+        if hasattr(config, "workerinput"):
+            self.active = False
+            return
+        config.stash[collector_key] = self
+        self.started_at = dt.datetime.now(dt.UTC)
+        self._t0 = time.monotonic()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.active:
+            self.reports.append(report)
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        if self.active and report.failed:
+            reason = crash_message(report.longrepr) or "collection failed"
+            self.harness_errors.append(f"cannot collect {report.nodeid or 'tests'}: {reason}")
+
+    def pytest_internalerror(self, excrepr: object) -> None:
+        if self.active:
+            self.harness_errors.append(f"internal error: {crash_message(excrepr) or excrepr}")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(
+        self, session: pytest.Session, exitstatus: int | pytest.ExitCode
+    ) -> None:
+        if self.active:
+            self.finish(exitstatus)
+
+    def finish(self, pytest_exit: int | pytest.ExitCode) -> RunResult:
+        """Build and keep the run's result; callable again if sessionfinish never ran."""
+        self.result = build_run_result(
+            self.reports,
+            pytest_exit=pytest_exit,
+            started_at=self.started_at,
+            duration=time.monotonic() - self._t0,
+            node=self.node,
+            drained_at=self.drained_at,
+            run_id=self.run_id,
+            harness_errors=self.harness_errors,
+        )
+        return self.result

@@ -1,0 +1,241 @@
+"""Remove servers that a killed run left behind.
+
+A server is a leftover only if all of these hold: its name starts with ``e2e-``, it carries
+the harness's metadata mark (``e2etests-run``), and it is older than ``--older-than``.
+Anything else is never touched, whatever its name. ``--dry-run`` lists without deleting.
+
+Usage: ``e2etests sweep [--clouds NAMES] [--older-than AGE] [--run-id ID] [--dry-run]
+[--reset-stuck] [--timeout AGE]``,
+or ``python -m e2etests.sweep ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TextIO
+
+import openstack.connection
+import openstack.exceptions
+from openstack.compute.v2.server import Server
+
+from e2etests import config as e2e_config
+from e2etests import retry
+from e2etests.config import CloudTarget
+from e2etests.errors import ConfigError, ExitStatus
+from e2etests.lifecycle import MARK_KEY, NAME_PREFIX
+
+__all__ = ["Leftover", "main", "parse_age", "select_leftovers"]
+
+_AGE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclasses.dataclass(frozen=True)
+class Leftover:
+    """What the sweeper needs to know about one server."""
+
+    id: str
+    name: str
+    #: The harness mark (the run id), ``None`` when the server carries none.
+    run_id: str | None
+    created_at: dt.datetime | None
+    status: str
+
+    @classmethod
+    def from_server(cls, server: Server) -> Leftover:
+        created = None
+        if server.created_at:
+            created = dt.datetime.fromisoformat(str(server.created_at))
+            created = created if created.tzinfo else created.replace(tzinfo=dt.UTC)
+        mark = (server.metadata or {}).get(MARK_KEY)
+        return cls(server.id, server.name or "", mark, created, str(server.status or "?"))
+
+
+def parse_age(value: str) -> float:
+    """``90``, ``90s``, ``30m``, ``2h``, ``1d`` -> seconds."""
+    match = _AGE_RE.fullmatch(value.strip().lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected an age like 90s, 30m, 2h or 1d, got {value!r}")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def select_leftovers(
+    servers: Iterable[Leftover],
+    *,
+    now: dt.datetime,
+    older_than: float,
+    run_id: str | None = None,
+) -> list[Leftover]:
+    """Servers that are the harness's own (prefix *and* mark) and old enough; sorted by name."""
+    cutoff = now - dt.timedelta(seconds=older_than)
+    chosen = [
+        s
+        for s in servers
+        if s.name.startswith(NAME_PREFIX)
+        and s.run_id
+        and (run_id is None or s.run_id == run_id)
+        # Unknown age is not "old": a server we cannot date is left alone.
+        and s.created_at is not None
+        and s.created_at <= cutoff
+    ]
+    return sorted(chosen, key=lambda s: (s.name, s.id))
+
+
+def _sweep_cloud(
+    target: CloudTarget,
+    args: argparse.Namespace,
+    out: TextIO,
+    now: Callable[[], dt.datetime],
+    sleep: retry.Sleep,
+) -> ExitStatus:
+    policy = retry.idempotent(sleep)
+    try:
+        conn = e2e_config.connect(target)
+    except e2e_config.CloudUnavailable as exc:
+        print(str(exc), file=out)
+        return ExitStatus.HARNESS_ERROR
+    try:
+        servers = policy(lambda: list(conn.compute.servers(name=f"^{NAME_PREFIX}")))
+        found = select_leftovers(
+            (Leftover.from_server(s) for s in servers),
+            now=now(),
+            older_than=args.older_than,
+            run_id=args.run_id,
+        )
+        verb = "would delete" if args.dry_run else "deleting"
+        for s in found:
+            age = (now() - s.created_at).total_seconds() if s.created_at else 0.0
+            print(
+                f"{target.id}: {verb} {s.id} {s.name} (run {s.run_id}, {s.status}, {age:.0f}s old)",
+                file=out,
+            )
+        if args.dry_run or not found:
+            print(f"{target.id}: {len(found)} leftover(s)", file=out)
+            return ExitStatus.OK
+        for s in found:
+            policy(conn.compute.delete_server, s.id)
+        remaining = _wait_gone(conn, [s.id for s in found], args.timeout, policy, sleep)
+        if remaining and args.reset_stuck:
+            # Nova ignores a second delete of a server already "deleting" (its first delete
+            # was lost, e.g. in a broker restart); resetting to ERROR makes delete work again.
+            for server_id in remaining:
+                print(f"{target.id}: resetting {server_id} to ERROR and deleting again", file=out)
+                policy(conn.compute.reset_server_state, server_id, "error")
+                policy(conn.compute.delete_server, server_id)
+            remaining = _wait_gone(conn, remaining, args.timeout, policy, sleep)
+        if remaining:
+            print(
+                f"{target.id}: {len(remaining)} server(s) still present after "
+                f"{args.timeout:g}s: {', '.join(remaining)}",
+                file=out,
+            )
+            return ExitStatus.CHECK_FAILED
+        print(f"{target.id}: {len(found)} leftover(s) deleted", file=out)
+        return ExitStatus.OK
+    finally:
+        conn.close()
+
+
+def _wait_gone(
+    conn: openstack.connection.Connection,
+    ids: Sequence[str],
+    timeout: float,
+    policy: Callable[..., object],
+    sleep: retry.Sleep,
+) -> list[str]:
+    deadline = time.monotonic() + timeout
+    pending = list(ids)
+    while pending:
+        for server_id in list(pending):
+            try:
+                policy(conn.compute.get_server, server_id)
+            except openstack.exceptions.NotFoundException:
+                pending.remove(server_id)
+        if pending and time.monotonic() >= deadline:
+            break
+        if pending:
+            sleep(1.0)
+    return pending
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="e2etests sweep",
+        description="Delete servers a killed e2etests run left behind (name prefix "
+        f"{NAME_PREFIX!r} and metadata {MARK_KEY!r}); nothing else is touched.",
+    )
+    parser.add_argument(
+        "--clouds",
+        action="append",
+        default=[],
+        metavar="NAMES",
+        help="clouds to sweep: names, ids or globs (default: $OS_CLOUD, else all)",
+    )
+    parser.add_argument(
+        "--older-than",
+        type=parse_age,
+        default=parse_age("1h"),
+        metavar="AGE",
+        help="only servers created at least this long ago, e.g. 30m, 2h (default: 1h)",
+    )
+    parser.add_argument("--run-id", default=None, help="only servers of this run")
+    parser.add_argument("--dry-run", action="store_true", help="list, do not delete")
+    parser.add_argument(
+        "--reset-stuck",
+        action="store_true",
+        help="if a server will not go away, reset it to ERROR and delete again (admin only)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=parse_age,
+        default=120.0,
+        metavar="AGE",
+        help="how long to wait for the deletes, per cloud (default: 120s)",
+    )
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    sleep: retry.Sleep = time.sleep,
+) -> int:
+    """Run the sweeper; returns an :class:`~e2etests.errors.ExitStatus`.
+
+    0: nothing left; 1: some server would not go away; 2: bad arguments or clouds.yaml;
+    3: a cloud could not be swept (unreachable, auth refused).
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its one-line usage error
+        return ExitStatus.OK if exc.code == 0 else ExitStatus.USAGE_ERROR
+    try:
+        targets = e2e_config.load_targets(e2e_config.split_patterns(args.clouds))
+    except ConfigError as exc:
+        print(f"e2etests sweep: {exc}", file=err)
+        return ExitStatus.USAGE_ERROR
+    status = ExitStatus.OK
+    for target in targets:
+        try:
+            result = _sweep_cloud(target, args, out, now, sleep)
+        except Exception as exc:
+            text = " ".join(str(exc).split())[:200]
+            print(f"{target.id}: sweep failed: {type(exc).__name__}: {text}", file=err)
+            result = ExitStatus.HARNESS_ERROR
+        status = max(status, result)
+    return int(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Nova services and Neutron agents, built as openstacksdk resources, become observations."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from openstack.compute.v2.service import Service
+from openstack.network.v2.agent import Agent
+
+from e2etests.mq.services import from_neutron, from_nova, parse_timestamp
+
+UTC = dt.UTC
+
+
+def test_timestamps_from_nova_and_neutron_are_utc() -> None:
+    expected = dt.datetime(2025, 1, 31, 12, 0, 5, tzinfo=UTC)
+    assert parse_timestamp("2025-01-31T12:00:05.000000") == expected
+    assert parse_timestamp("2025-01-31 12:00:05") == expected
+    assert parse_timestamp("2025-01-31T13:00:05+01:00") == expected
+    assert parse_timestamp("2025-01-31T12:00:05Z") == expected
+    assert parse_timestamp(None) is None
+    assert parse_timestamp("") is None
+    assert parse_timestamp("yesterday") is None
+
+
+def test_nova_service() -> None:
+    svc = from_nova(
+        Service(
+            binary="nova-compute",
+            host="mc-compute1",
+            status="enabled",
+            state="up",
+            forced_down=False,
+            updated_at="2025-01-31T12:00:05.000000",
+        )
+    )
+    assert (svc.kind, svc.binary, svc.host, svc.topic) == (
+        "nova",
+        "nova-compute",
+        "mc-compute1",
+        "compute",
+    )
+    assert svc.enabled
+    assert svc.up
+    assert svc.last_report == dt.datetime(2025, 1, 31, 12, 0, 5, tzinfo=UTC)
+    assert svc.label == "nova-compute on mc-compute1"
+
+
+def test_disabled_forced_down_and_unknown_binaries() -> None:
+    disabled = from_nova(Service(binary="nova-compute", host="h", status="disabled", state="up"))
+    assert not disabled.enabled
+    forced = from_nova(
+        Service(binary="nova-compute", host="h", status="enabled", state="down", forced_down=True)
+    )
+    assert not forced.enabled
+    assert not forced.up
+    other = from_nova(Service(binary="nova-consoleauth", host="h", status="enabled", state="up"))
+    assert other.topic is None
+    assert other.last_report is None
+
+
+def test_neutron_agents() -> None:
+    dhcp = from_neutron(
+        Agent(
+            binary="neutron-dhcp-agent",
+            host="net1",
+            admin_state_up=True,
+            alive=False,
+            heartbeat_timestamp="2025-01-31 12:00:05",
+            topic="dhcp_agent",
+        )
+    )
+    assert (dhcp.kind, dhcp.binary, dhcp.topic, dhcp.enabled, dhcp.up) == (
+        "neutron",
+        "neutron-dhcp-agent",
+        "dhcp_agent",
+        True,
+        False,
+    )
+    ovs = from_neutron(
+        Agent(binary="neutron-openvswitch-agent", host="c1", admin_state_up=True, topic="N/A")
+    )
+    assert ovs.topic is None

@@ -1,0 +1,52 @@
+"""The MQ suite's wiring, through pytester with a fake clouds.yaml (no cloud is contacted)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+SUITE = pathlib.Path(__file__).resolve().parents[2] / "e2etests" / "suites" / "test_mq.py"
+
+CLOUDS = """\
+clouds:
+  plain:
+    auth: {{auth_url: "http://127.0.0.1:9/v3", username: u, password: p, project_name: p}}
+    e2etests: {{flavor: f, image: i}}
+  typo:
+    auth: {{auth_url: "http://127.0.0.1:9/v3", username: u, password: p, project_name: p}}
+    e2etests:
+      flavor: f
+      image: i
+      mq: {{rabbitmq: {{url: "http://127.0.0.1:9", username: m, password_file: {pw}}}, graze: 1}}
+"""
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    pw = pytester.path / "pw"
+    pw.write_text("hunter2-secret\n")
+    clouds = pytester.path / "clouds.yaml"
+    clouds.write_text(CLOUDS.format(pw=pw))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    monkeypatch.delenv("OS_CLOUD", raising=False)
+    pytester.makepyfile(test_mq=SUITE.read_text())
+    return pytester
+
+
+def test_a_cloud_without_an_mq_block_skips_every_check_with_a_reason(
+    suite: pytest.Pytester,
+) -> None:
+    result = suite.runpytest_subprocess("--clouds", "plain", "-rs", "-p", "no:cacheprovider")
+    result.assert_outcomes(skipped=4)
+    result.stdout.fnmatch_lines(["*plain: no e2etests.mq settings*"])
+
+
+def test_a_bad_mq_block_is_a_one_line_error_naming_the_key(suite: pytest.Pytester) -> None:
+    result = suite.runpytest_subprocess("--clouds", "typo", "-p", "no:cacheprovider")
+    result.assert_outcomes(errors=4)
+    result.stdout.fnmatch_lines(["*clouds.yaml: clouds.typo.e2etests.mq.graze: unknown key*"])
+    assert "Traceback" not in result.stdout.str()
+    assert "hunter2-secret" not in result.stdout.str()

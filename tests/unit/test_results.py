@@ -1,0 +1,218 @@
+"""Building RunResults from test reports: counting, culprits, redaction, exit statuses."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Literal
+
+import pytest
+
+from e2etests.errors import ExitStatus
+from e2etests.results import (
+    UNKNOWN_CLOUD,
+    CheckResult,
+    CloudResult,
+    build_checks,
+    build_run_result,
+    cloud_verdict,
+    crash_message,
+    exit_status_for,
+    redact,
+)
+
+T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class Crash:
+    """The shape pytest gives ``longrepr`` of a failure: ``.reprcrash.message``."""
+
+    message: str
+
+    @property
+    def reprcrash(self) -> Crash:
+        return self
+
+
+def report(
+    nodeid: str,
+    when: Literal["setup", "call", "teardown"],
+    outcome: Literal["passed", "failed", "skipped"],
+    *,
+    props: list[tuple[str, object]] | None = None,
+    longrepr: object = None,
+    duration: float = 0.5,
+) -> pytest.TestReport:
+    return pytest.TestReport(
+        nodeid=nodeid,
+        location=("suite.py", 1, nodeid),
+        keywords={},
+        outcome=outcome,
+        longrepr=longrepr,  # type: ignore[arg-type]
+        when=when,
+        duration=duration,
+        user_properties=props or [],
+    )
+
+
+def full(
+    nodeid: str, cloud: str, check: str, call: str = "passed", **kw: object
+) -> list[pytest.TestReport]:
+    props: list[tuple[str, object]] = [("e2e_cloud", cloud), ("e2e_check", check)]
+    extra = kw.get("props")
+    if isinstance(extra, list):
+        props += extra
+    return [
+        report(nodeid, "setup", "passed", props=props),
+        report(nodeid, "call", call, props=props, longrepr=kw.get("longrepr")),  # type: ignore[arg-type]
+        report(nodeid, "teardown", "passed", props=props),
+    ]
+
+
+def test_pass_counts_once_from_the_call_phase() -> None:
+    checks = build_checks(full("t.py::test_x[a]", "a", "lifecycle"))
+    assert checks == [
+        CheckResult(cloud="a", check="lifecycle", outcome="passed", duration=1.5, phases={})
+    ]
+
+
+def test_failure_in_setup_is_an_error_and_carries_the_crash_message() -> None:
+    props: list[tuple[str, object]] = [("e2e_cloud", "a"), ("e2e_check", "lifecycle")]
+    reports = [
+        report("t::x", "setup", "failed", props=props, longrepr=Crash("keystone unreachable")),
+        report("t::x", "teardown", "passed", props=props),
+    ]
+    [check] = build_checks(reports)
+    assert (check.outcome, check.culprit) == ("error", "keystone unreachable")
+
+
+def test_teardown_failure_after_a_pass_turns_the_check_red() -> None:
+    props: list[tuple[str, object]] = [("e2e_cloud", "a"), ("e2e_check", "lifecycle")]
+    reports = [
+        report("t::x", "setup", "passed", props=props),
+        report("t::x", "call", "passed", props=props),
+        report("t::x", "teardown", "failed", props=props, longrepr=Crash("server not gone")),
+    ]
+    [check] = build_checks(reports)
+    assert check.outcome == "error"
+    assert check.culprit == "server not gone"
+
+
+def test_contract_culprit_and_evidence_win_over_the_crash_message() -> None:
+    props: list[tuple[str, object]] = [
+        ("e2e_phases", {"boot": 2.31, "bogus": "x"}),
+        ("e2e_culprit", "queue compute.mc-compute1 has 0 consumers"),
+        ("e2e_evidence", ["compute.mc-compute1: 0 consumers, 1 ready", "nova-compute up"]),
+    ]
+    reports = full(
+        "t::x[a]", "a", "mq.consumers", call="failed", props=props, longrepr=Crash("assert 0 >= 1")
+    )
+    [check] = build_checks(reports)
+    assert check.culprit == "queue compute.mc-compute1 has 0 consumers"
+    assert check.evidence == ("compute.mc-compute1: 0 consumers, 1 ready", "nova-compute up")
+    assert check.phases == {"boot": 2.31}
+
+
+def test_interleaved_reports_of_two_tests_stay_apart() -> None:
+    a = full("t::x[a]", "a", "lifecycle")
+    b = full("t::x[b]", "b", "lifecycle", call="failed", longrepr=Crash("boom"))
+    interleaved = [r for pair in zip(a, b, strict=True) for r in pair]
+    checks = {c.cloud: c.outcome for c in build_checks(interleaved)}
+    assert checks == {"a": "passed", "b": "failed"}
+
+
+def test_the_cloud_never_comes_from_the_test_id() -> None:
+    # Under --dist loadgroup xdist appends "@group"; a test without e2e_cloud is not guessed.
+    reports = [report("t.py::test_x[cloud-a]@cloud-a", "call", "passed")]
+    [check] = build_checks(reports)
+    assert check.cloud == UNKNOWN_CLOUD
+    assert check.check == "t.py::test_x[cloud-a]@cloud-a"
+
+
+def test_secrets_in_culprits_and_evidence_are_redacted() -> None:
+    props: list[tuple[str, object]] = [
+        ("e2e_culprit", "cannot connect to rabbit://nova:hunter2@10.0.0.5:5672/"),
+        ("e2e_evidence", ["X-Auth-Token: gAAAAABlongfernettokenvalue1234567890"]),
+    ]
+    [check] = build_checks(full("t::x", "a", "mq.rpc_ping", call="failed", props=props))
+    text = check.culprit or ""
+    assert "hunter2" not in text
+    assert "nova:" not in text
+    assert "gAAAAAB" not in check.evidence[0]
+
+
+def test_evidence_is_bounded() -> None:
+    props: list[tuple[str, object]] = [("e2e_evidence", [f"line {i}" for i in range(500)])]
+    [check] = build_checks(full("t::x", "a", "lifecycle", call="failed", props=props))
+    assert len(check.evidence) == 40
+    assert check.evidence[-1] == "… and 461 more lines"
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("rabbit://nova:s3cret@broker:5672/", "s3cret"),
+        ("amqp://guest:guest@localhost//", "guest:guest"),
+        ("https://admin:pw123@keystone:5000/v3", "pw123"),
+        ("password=hunter2 and more", "hunter2"),
+        ("{'password': 'hunter2'}", "hunter2"),
+        ('{"admin_password": "hunter2"}', "hunter2"),
+        ("token xoxb-123-456-abcdef", "xoxb-123"),
+        ("Authorization: Bearer abc.def.ghi", "abc.def"),
+        ("OS_PASSWORD: hunter2", "hunter2"),
+    ],
+)
+def test_redact_removes(text: str, secret: str) -> None:
+    assert secret not in redact(text)
+
+
+def test_redact_leaves_plain_evidence_alone() -> None:
+    line = "queue compute.mc-compute1: 0 consumers; nova-compute on mc-compute1 is up"
+    assert redact(line) == line
+
+
+def test_crash_message_falls_back_to_the_last_line_of_a_string() -> None:
+    assert crash_message("Traceback...\n\nValueError: nope\n") == "ValueError: nope"
+    assert crash_message(("f.py", 3, "Skipped: disabled")) == "Skipped: disabled"
+    assert crash_message(None) is None
+
+
+def _cloud(name: str, *outcomes: Literal["passed", "failed", "error", "skipped"]) -> CloudResult:
+    checks = tuple(CheckResult(name, f"c{i}", o) for i, o in enumerate(outcomes))
+    return CloudResult(name, cloud_verdict(checks), checks)
+
+
+def test_cloud_verdicts() -> None:
+    assert _cloud("a", "passed", "skipped").verdict == "passed"
+    assert _cloud("a", "passed", "error").verdict == "failed"
+    assert _cloud("a", "skipped").verdict == "skipped"
+
+
+@pytest.mark.parametrize(
+    ("code", "clouds", "status"),
+    [
+        (pytest.ExitCode.OK, [_cloud("a", "passed")], ExitStatus.OK),
+        (pytest.ExitCode.TESTS_FAILED, [_cloud("a", "failed")], ExitStatus.CHECK_FAILED),
+        # a red cloud wins even if pytest said OK (e.g. a plugin swallowed the failure)
+        (pytest.ExitCode.OK, [_cloud("a", "failed")], ExitStatus.CHECK_FAILED),
+        (pytest.ExitCode.USAGE_ERROR, [], ExitStatus.USAGE_ERROR),
+        (pytest.ExitCode.INTERRUPTED, [_cloud("a", "passed")], ExitStatus.HARNESS_ERROR),
+        (pytest.ExitCode.INTERNAL_ERROR, [], ExitStatus.HARNESS_ERROR),
+        (pytest.ExitCode.NO_TESTS_COLLECTED, [], ExitStatus.HARNESS_ERROR),
+        (pytest.ExitCode.OK, [], ExitStatus.HARNESS_ERROR),
+    ],
+)
+def test_exit_status_mapping(
+    code: pytest.ExitCode, clouds: list[CloudResult], status: ExitStatus
+) -> None:
+    assert exit_status_for(code, clouds) is status
+
+
+def test_build_run_result_sorts_clouds_and_keeps_metadata() -> None:
+    reports = [*full("t::x[b]", "b", "lifecycle"), *full("t::x[a]", "a", "lifecycle")]
+    run = build_run_result(
+        reports, pytest_exit=0, started_at=T0, duration=3.14159, node="n1", drained_at=T0
+    )
+    assert [c.cloud for c in run.clouds] == ["a", "b"]
+    assert (run.node, run.drained_at, run.duration, run.verdict) == ("n1", T0, 3.142, "passed")

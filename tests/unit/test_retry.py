@@ -1,0 +1,121 @@
+"""The named retry policies, with sleep injected and hand-built failures."""
+
+from __future__ import annotations
+
+import keystoneauth1.exceptions
+import openstack.exceptions
+import pytest
+import requests
+
+from e2etests import retry
+
+
+def _http_error(status: int) -> openstack.exceptions.HttpException:
+    response = requests.Response()
+    response.status_code = status
+    response.headers["x-openstack-request-id"] = f"req-{status}"
+    return openstack.exceptions.HttpException(message=f"HTTP {status}", response=response)
+
+
+@pytest.mark.parametrize(
+    ("exc", "transient"),
+    [
+        (keystoneauth1.exceptions.ConnectFailure("refused"), True),
+        (keystoneauth1.exceptions.ConnectTimeout("slow"), True),
+        (keystoneauth1.exceptions.SSLError("bad cert"), False),
+        (_http_error(502), True),
+        (_http_error(503), True),
+        (_http_error(504), True),
+        (_http_error(500), False),
+        (_http_error(404), False),
+        (_http_error(409), False),
+        (keystoneauth1.exceptions.http.ServiceUnavailable(), True),
+        (keystoneauth1.exceptions.http.Unauthorized(), False),
+        (ValueError("bug"), False),
+    ],
+)
+def test_only_connection_errors_and_gateway_statuses_are_transient(
+    exc: BaseException, transient: bool
+) -> None:
+    assert retry.is_transient(exc) is transient
+
+
+class Flaky:
+    """Fails with the given exceptions, then returns ``result``."""
+
+    def __init__(self, failures: list[BaseException], result: str = "ok") -> None:
+        self.failures = failures
+        self.result = result
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return self.result
+
+
+def test_idempotent_retries_transient_failures_with_growing_waits() -> None:
+    sleeps: list[float] = []
+    call = Flaky([_http_error(503), keystoneauth1.exceptions.ConnectFailure("x")])
+    assert retry.idempotent(sleeps.append)(call) == "ok"
+    assert call.calls == 3
+    assert len(sleeps) == 2
+    assert sleeps[0] < sleeps[1] <= 4.0
+
+
+def test_idempotent_gives_up_after_its_bound_with_the_original_error() -> None:
+    sleeps: list[float] = []
+    call = Flaky([_http_error(503) for _ in range(10)])
+    with pytest.raises(openstack.exceptions.HttpException) as err:
+        retry.idempotent(sleeps.append)(call)
+    assert err.value.status_code == 503
+    assert call.calls == retry.IDEMPOTENT_ATTEMPTS
+    assert len(sleeps) == retry.IDEMPOTENT_ATTEMPTS - 1
+
+
+def test_idempotent_does_not_retry_real_errors() -> None:
+    call = Flaky([_http_error(500)])
+    with pytest.raises(openstack.exceptions.HttpException):
+        retry.idempotent(lambda _: None)(call)
+    assert call.calls == 1
+
+
+def test_create_once_adopts_the_resource_a_lost_response_created() -> None:
+    create = Flaky([_http_error(504)], result="second-server")
+    lookups: list[str] = []
+
+    def lookup() -> str | None:
+        lookups.append("looked")
+        return "server-from-lost-response"
+
+    assert retry.create_once(create, lookup, sleep=lambda _: None) == "server-from-lost-response"
+    assert create.calls == 1
+    assert lookups == ["looked"]
+
+
+def test_create_once_repeats_only_when_the_lookup_finds_nothing() -> None:
+    create = Flaky([keystoneauth1.exceptions.ConnectFailure("reset")], result="server")
+    assert retry.create_once(create, lambda: None, sleep=lambda _: None) == "server"
+    assert create.calls == 2
+
+
+def test_create_once_is_bounded() -> None:
+    create = Flaky([_http_error(503) for _ in range(5)])
+    with pytest.raises(openstack.exceptions.HttpException):
+        retry.create_once(create, lambda: None, attempts=2, sleep=lambda _: None)
+    assert create.calls == 2
+
+
+def test_create_once_never_repeats_after_a_real_error() -> None:
+    create = Flaky([_http_error(400)])
+    looked: list[bool] = []
+
+    def lookup() -> str | None:
+        looked.append(True)
+        return None
+
+    with pytest.raises(openstack.exceptions.HttpException):
+        retry.create_once(create, lookup, sleep=lambda _: None)
+    assert create.calls == 1
+    assert looked == []

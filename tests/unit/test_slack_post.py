@@ -1,0 +1,171 @@
+"""Posting through a real WebClient to the local Slack stand-in: threads, 429, 500, silence."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import tenacity
+
+from e2etests import slack
+from e2etests.errors import ExitStatus
+from e2etests.results import CheckResult, CloudResult, RunResult, cloud_verdict
+from tests.slack_standin import Hang, Ok, RateLimited, ServerError, SlackStandIn
+
+T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+TOKEN = "xoxb-test-token"  # noqa: S105 (a fake token for the stand-in)
+
+
+def no_sleep(_: float) -> None:
+    pass
+
+
+def quick_policy() -> tenacity.Retrying:
+    return slack.transient_policy(attempts=3, budget=10, sleep=no_sleep)
+
+
+def run_with(failed: int, passed: int = 2) -> RunResult:
+    clouds = []
+    for i in range(passed + failed):
+        bad = i >= passed
+        check = CheckResult(
+            f"c{i}",
+            "mq.consumers",
+            "failed" if bad else "passed",
+            culprit="queue compute.mc-compute1 has 0 consumers" if bad else None,
+            evidence=("compute.mc-compute1: 0 consumers",) if bad else (),
+        )
+        clouds.append(CloudResult(f"c{i}", cloud_verdict([check]), (check,)))
+    status = ExitStatus.CHECK_FAILED if failed else ExitStatus.OK
+    return RunResult(T0, 12.0, tuple(clouds), status, node="worker-3")
+
+
+@pytest.fixture
+def standin() -> Iterator[SlackStandIn]:
+    with SlackStandIn() as server:
+        yield server
+
+
+def poster(standin: SlackStandIn, timeout: float = 5) -> slack.SlackPoster:
+    client = slack.make_client(TOKEN, base_url=standin.url, timeout=timeout)
+    return slack.SlackPoster(client, "#ops", policy=quick_policy)
+
+
+def test_summary_then_one_threaded_reply_per_failing_cloud(standin: SlackStandIn) -> None:
+    ts = poster(standin).post(slack.build_payload(run_with(failed=2)))
+    summary, *replies = standin.posts()
+    assert summary.thread_ts is None
+    assert summary.body["channel"] == "#ops"
+    assert summary.headers["authorization"] == f"Bearer {TOKEN}"
+    assert "2 of 4 clouds failed" in json.dumps(summary.body["blocks"])
+    assert [r.thread_ts for r in replies] == [ts, ts]
+    assert ["c2" in json.dumps(replies[0].body), "c3" in json.dumps(replies[1].body)] == [
+        True,
+        True,
+    ]
+
+
+def test_429_is_retried_after_retry_after(standin: SlackStandIn) -> None:
+    standin.enqueue(RateLimited(retry_after=1))
+    poster(standin).post_message(slack.build_summary(run_with(failed=0)))
+    limited, retried = standin.calls
+    assert (limited.answered, retried.answered) == (429, 200)
+    assert retried.at - limited.at >= 1.0
+
+
+def test_a_429_asking_for_too_long_a_wait_fails_fast(standin: SlackStandIn) -> None:
+    standin.enqueue(RateLimited(retry_after=3600))
+    started = time.monotonic()
+    with pytest.raises(slack.SlackPostError, match=r"HTTP 429 from chat\.postMessage"):
+        poster(standin).post_message(slack.build_summary(run_with(failed=0)))
+    assert time.monotonic() - started < 5
+
+
+def test_500_is_retried_a_bounded_number_of_times(standin: SlackStandIn) -> None:
+    standin.enqueue(ServerError(500), ServerError(503))
+    poster(standin).post_message(slack.build_summary(run_with(failed=0)))
+    assert [c.answered for c in standin.calls] == [500, 503, 200]
+
+
+def test_persistent_500_keeps_what_was_not_posted(standin: SlackStandIn) -> None:
+    payload = slack.build_payload(run_with(failed=2))
+    # the summary and the first reply go through, then every attempt at the second fails
+    standin.enqueue(Ok(), Ok(), ServerError(500), ServerError(500), ServerError(500))
+    with pytest.raises(slack.SlackPostError) as info:
+        poster(standin).post(payload)
+    assert str(info.value) == "HTTP 500 from chat.postMessage (internal_error)"
+    assert info.value.unsent == payload.replies[1:]
+    assert info.value.thread_ts == "1700000000.000001"  # the stand-in's first ts: the summary
+    assert [c.answered for c in standin.calls] == [200, 200, 500, 500, 500]
+
+
+def test_no_answer_is_bounded_by_the_client_timeout(standin: SlackStandIn) -> None:
+    standin.enqueue(Hang(30), Hang(30), Hang(30))
+    started = time.monotonic()
+    with pytest.raises(slack.SlackPostError, match="timed out"):
+        poster(standin, timeout=1).post_message(slack.build_summary(run_with(failed=0)))
+    assert time.monotonic() - started < 10
+    assert len(standin.calls) == 3
+
+
+def test_publish_saves_the_message_when_slack_answers_500(
+    standin: SlackStandIn, tmp_path: Path
+) -> None:
+    standin.enqueue(*[ServerError(500)] * 3)
+    out, err = io.StringIO(), io.StringIO()
+    options = slack.SlackOptions(
+        channel="#ops", report_dir=tmp_path, base_url=standin.url, budget=5
+    )
+    ok = slack.publish(
+        run_with(failed=1), options, out=out, err=err, environ={"E2E_SLACK_TOKEN": TOKEN}
+    )
+    assert ok is False
+    line = err.getvalue()
+    assert line.count("\n") == 1
+    assert "HTTP 500" in line
+    saved = Path(line.rsplit(" ", 1)[-1].strip())
+    doc = json.loads(saved.read_text())
+    assert doc["channel"] == "#ops"
+    assert len(doc["messages"]) == 2
+    assert TOKEN not in saved.read_text()
+
+
+def test_publish_without_token_saves_the_message(tmp_path: Path) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    options = slack.SlackOptions(channel="#ops", report_dir=tmp_path)
+    assert slack.publish(run_with(failed=1), options, out=out, err=err, environ={}) is False
+    assert err.getvalue().startswith("slack: no Slack token: set E2E_SLACK_TOKEN")
+    assert list(tmp_path.glob("slack-unsent-*.json"))
+
+
+def test_dry_run_prints_blocks_and_posts_nothing(standin: SlackStandIn, tmp_path: Path) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    options = slack.SlackOptions(
+        channel="#ops", dry_run=True, report_dir=tmp_path, base_url=standin.url
+    )
+    assert slack.publish(run_with(failed=1), options, out=out, err=err, environ={}) is True
+    [doc] = json.loads(out.getvalue())
+    assert doc["summary"]["blocks"][0]["type"] == "header"
+    assert len(doc["thread"]) == 1
+    assert standin.calls == []
+    assert not (tmp_path / "slack-state.json").exists()  # a dry run changes nothing
+
+
+def test_recovery_notice_after_a_red_run(standin: SlackStandIn, tmp_path: Path) -> None:
+    env = {"E2E_SLACK_TOKEN": TOKEN}
+    options = slack.SlackOptions(
+        channel="#ops", only_on_failure=True, report_dir=tmp_path, base_url=standin.url
+    )
+    out, err = io.StringIO(), io.StringIO()
+    slack.publish(run_with(failed=1), options, out=out, err=err, environ=env)
+    slack.publish(run_with(failed=0), options, out=out, err=err, environ=env)
+    slack.publish(run_with(failed=0), options, out=out, err=err, environ=env)
+    texts = [c.body["text"] for c in standin.posts() if c.thread_ts is None]
+    assert len(texts) == 2
+    assert texts[1].startswith("RECOVERED")
+    assert err.getvalue() == ""
