@@ -57,6 +57,16 @@ class CheckResult:
         return self.outcome in ("passed", "skipped")
 
 
+#: A stuck boot is the symptom; a queue nobody consumes or a service that does not answer its
+#: RPC ping is the cause an operator acts on, so those lead the summary.
+CAUSE_FIRST = {
+    check: rank
+    for rank, check in enumerate(
+        ("mq.consumers", "mq.rpc_ping", "mq.heartbeats", "mq.canary", "lifecycle")
+    )
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class CloudResult:
     """Every check of one cloud, and the verdict they add up to."""
@@ -67,11 +77,13 @@ class CloudResult:
 
     @property
     def failed_checks(self) -> tuple[CheckResult, ...]:
-        return tuple(c for c in self.checks if not c.ok)
+        """Failed checks, those that name a cause before those that only show a symptom."""
+        failed = [c for c in self.checks if not c.ok]
+        return tuple(sorted(failed, key=lambda c: CAUSE_FIRST.get(c.check, len(CAUSE_FIRST))))
 
     @property
     def culprit(self) -> str:
-        """One line for the summary: the first failing check and why, or the verdict."""
+        """One line for the summary: the most telling failing check and why, or the verdict."""
         failed = self.failed_checks
         if not failed:
             return self.verdict

@@ -470,6 +470,8 @@ def write_clouds_yaml(lay: Layout, secrets: dict[str, str]) -> None:
             "compute_api_version": "2.95",
             "e2etests": {
                 "flavor": "e2e.tiny",
+                # the fake driver boots in seconds: a minute is plenty, and keeps red runs short
+                "boot_timeout": 60,
                 "image": "e2e-image",
                 "network": "e2e-net",
                 "mq": {
@@ -508,6 +510,7 @@ def up(lay: Layout) -> None:
     started = time.monotonic()
     pids = running(lay)
     if lay.bootstrapped.exists() and all(pids.values()) and procs.http_ok(url("keystone", "/v3")):
+        write_clouds_yaml(lay, load_secrets(lay))  # cheap, and follows changes to its format
         log(f"already up ({len(pids)} processes); clouds.yaml: {lay.clouds_yaml}")
         return
     if any(pids.values()):

@@ -30,9 +30,11 @@ def test_lifecycle(
     # or, if the create response was lost, by the unique name.
     e2e_cleanup(check.close)
     e2e_cleanup(check.cleanup)
+    failure: CheckFailed | None = None
     try:
         check.run()
-    except CheckFailed as failure:
-        e2e_report.phases(check.phases)
-        e2e_report.fail(failure.culprit, failure.evidence)
+    except CheckFailed as exc:
+        failure = exc  # failed outside the handler, so the report is not a chained traceback
     e2e_report.phases(check.phases)
+    if failure is not None:
+        e2e_report.fail(failure.culprit, failure.evidence)

@@ -216,3 +216,16 @@ def test_build_run_result_sorts_clouds_and_keeps_metadata() -> None:
     )
     assert [c.cloud for c in run.clouds] == ["a", "b"]
     assert (run.node, run.drained_at, run.duration, run.verdict) == ("n1", T0, 3.142, "passed")
+
+
+def test_the_summary_line_names_the_cause_not_the_stuck_boot() -> None:
+    symptom = CheckResult("a", "lifecycle", "failed", culprit="server stuck in BUILD 120 s")
+    cause = CheckResult(
+        "a", "mq.consumers", "failed", culprit="queue compute.h1 has 0 consumers: nova-compute"
+    )
+    cloud = CloudResult("a", "failed", (symptom, CheckResult("a", "mq.rpc_ping", "passed"), cause))
+    assert (
+        cloud.culprit
+        == "mq.consumers: queue compute.h1 has 0 consumers: nova-compute (+1 more failed check)"
+    )
+    assert [c.check for c in cloud.failed_checks] == ["mq.consumers", "lifecycle"]
