@@ -8,22 +8,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
+
+from tests.conftest import Minicloud as Cloud
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Cloud(Protocol):
-    """What these tests use of the ``minicloud`` fixture (tests/conftest.py)."""
-
-    clouds_yaml: Path
-    compute_host: str
-
-    def fault(self, *args: str) -> None: ...
 
 
 def after_drain(cloud: Cloud, report_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
