@@ -32,7 +32,8 @@ import pytest
 import e2etests
 from e2etests import config, reports, slack, summary
 from e2etests.errors import ConfigError, ExitStatus
-from e2etests.results import ResultCollector, RunResult, redact
+from e2etests.redact import message, redact
+from e2etests.results import ResultCollector, RunResult
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 #: The suites a drain can break: VM lifecycle and the message-queue checks.
@@ -385,8 +386,7 @@ def main(
         err.write("e2etests: interrupted\n")
         return int(ExitStatus.HARNESS_ERROR)
     except Exception as exc:  # the one place a surprise becomes exit 3 instead of a traceback
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        err.write(f"e2etests: internal error: {redact(reason)[:300]}\n")
+        err.write(f"e2etests: internal error: {message(exc)[:300]}\n")
         return int(ExitStatus.HARNESS_ERROR)
 
 

@@ -37,6 +37,7 @@ from openstack.config.cloud_region import CloudRegion
 
 from e2etests import retry
 from e2etests.errors import ConfigError
+from e2etests.redact import message
 
 __all__ = [
     "BLOCK_KEY",
@@ -180,7 +181,7 @@ def _open_loader(config_files: Sequence[str] | None) -> openstack.config.OpenSta
             config_files=list(config_files) if config_files is not None else None
         )
     except openstack.exceptions.ConfigException as exc:
-        raise ConfigError(f"clouds.yaml: {_one_line(exc)}") from None
+        raise ConfigError(f"clouds.yaml: {message(exc)}") from None
     if loader.config_filename is None and not _has_env_cloud(loader):
         searched = list(
             openstack.config.loader.CONFIG_FILES if config_files is None else config_files
@@ -201,10 +202,6 @@ def _has_env_cloud(loader: openstack.config.OpenStackConfig) -> bool:
     return bool(loader.envvar_key and loader.envvar_key in loader.cloud_config.get("clouds", {}))
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def load_targets(
     patterns: Sequence[str] = (), *, config_files: Sequence[str] | None = None
 ) -> list[CloudTarget]:
@@ -222,7 +219,7 @@ def load_targets(
     try:
         regions = loader.get_all()
     except openstack.exceptions.ConfigException as exc:
-        raise ConfigError(f"{source}: {_one_line(exc)}") from None
+        raise ConfigError(f"{source}: {message(exc)}") from None
     loaded = {r.name for r in regions}
     for name in loader.get_cloud_names():
         if name not in loaded:
@@ -318,4 +315,4 @@ def _connect_error(exc: Exception, target: CloudTarget) -> str:
         return f"keystone at {where} is unreachable ({type(exc).__name__})"
     if isinstance(exc, keystoneauth1.exceptions.HttpError):
         return f"keystone at {where} answered HTTP {exc.http_status}"
-    return f"{type(exc).__name__}: {_one_line(exc)[:200]}"
+    return f"{type(exc).__name__}: {message(exc)[:200]}"

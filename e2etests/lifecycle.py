@@ -28,6 +28,7 @@ from openstack.network.v2.network import Network
 
 from e2etests import retry
 from e2etests.config import CloudSettings
+from e2etests.redact import message
 
 __all__ = [
     "MARK_KEY",
@@ -320,7 +321,7 @@ class Lifecycle:
             ids = [f"global {self.global_request_id}"]
             ids += [f"create {exc.request_id}"] if exc.request_id else []
             raise CheckFailed(
-                f"{self.cloud}: create of server {self.name} refused: {_one_line(exc)}",
+                f"{self.cloud}: create of server {self.name} refused: {message(exc)}",
                 [f"request ids: {', '.join(ids)}"],
             ) from None
         self.server_id = server.id
@@ -381,7 +382,7 @@ class Lifecycle:
             if exc.status_code in _NO_CONSOLE_STATUSES:
                 self.notes.append(f"console output not supported (HTTP {exc.status_code})")
                 return []
-            return [f"console output failed: {_one_line(exc)}"]
+            return [f"console output failed: {message(exc)}"]
         if not (output or {}).get("output"):
             return ["console output is empty"]
         return []
@@ -446,7 +447,3 @@ class Lifecycle:
             request_ids=ids,
             compute_host=server.compute_host,
         )
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, Protocol
@@ -24,6 +23,7 @@ from typing import Literal, Protocol
 import pytest
 
 from e2etests.errors import ExitStatus
+from e2etests.redact import one_line, redact
 
 Outcome = Literal["passed", "failed", "error", "skipped"]
 CloudVerdict = Literal["passed", "failed", "skipped"]
@@ -129,49 +129,6 @@ class RunResult:
         return tuple(c for c in self.clouds if c.verdict == "skipped")
 
 
-# --- redaction
-
-_BROKER_URL = re.compile(
-    r"\b(?:rabbit|amqps?|kombu(?:\+\w+)?|qpid|kafka)://[^\s'\"<>,;)\]}]*", re.I
-)
-_URL_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s@'\"<>]+@", re.I)
-_SLACK_TOKEN = re.compile(r"\bx(?:ox[abposre]|app)-[A-Za-z0-9-]+")
-_FERNET_TOKEN = re.compile(r"\bgAAAAA[A-Za-z0-9_=-]{20,}")
-_BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.I)
-# key=value, key: value, "key": "value" and 'key': 'value' for secret-looking keys.
-_SECRET_KV = re.compile(
-    r"""(?ix)
-    (\b[\w-]*(?:password|passwd|secret|token|api[_-]?key|credential)s?\b)   # the key
-    (['"]?\s*[=:]\s*['"]?)                                                  # separator
-    ([^\s'",;&}\]]+)                                                        # the value
-    """
-)
-
-
-def redact(text: str) -> str:
-    """Remove passwords, tokens and broker URLs from ``text``.
-
-    Applied to everything a report can carry out of the run (culprits, evidence, crash messages),
-    because an assertion message can quote a transport URL or a request header verbatim.
-
-    >>> redact("rabbit://nova:s3cret@10.0.0.5:5672/ timed out")
-    'rabbit://<redacted> timed out'
-    >>> redact("https://admin:pw@keystone:5000/v3 password=hunter2")
-    'https://***@keystone:5000/v3 password=***'
-    """
-    text = _BROKER_URL.sub(lambda m: m.group(0).split("://", 1)[0] + "://<redacted>", text)
-    text = _URL_USERINFO.sub(r"\1***@", text)
-    text = _SLACK_TOKEN.sub("xox?-***", text)
-    text = _FERNET_TOKEN.sub("***", text)
-    text = _BEARER.sub(r"\1 ***", text)
-    return _SECRET_KV.sub(r"\1\2***", text)
-
-
-def _one_line(text: str, limit: int) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
 # --- building results from reports
 
 
@@ -231,7 +188,7 @@ def _evidence(value: object) -> tuple[str, ...]:
     lines = (
         [value] if isinstance(value, str) else list(value) if isinstance(value, Iterable) else []
     )
-    out = [_one_line(redact(str(line)), MAX_EVIDENCE_LINE_CHARS) for line in lines]
+    out = [one_line(redact(str(line)), MAX_EVIDENCE_LINE_CHARS) for line in lines]
     if len(out) > MAX_EVIDENCE_LINES:
         rest = len(out) - MAX_EVIDENCE_LINES + 1
         out = [*out[: MAX_EVIDENCE_LINES - 1], f"… and {rest} more lines"]
@@ -273,7 +230,7 @@ class _TestAccumulator:
         evidence: tuple[str, ...] = ()
         if outcome in ("failed", "error"):
             raw = self.props.get("e2e_culprit") or self.crash or f"{outcome} (no reason given)"
-            culprit = _one_line(redact(str(raw)), MAX_CULPRIT_CHARS)
+            culprit = one_line(redact(str(raw)), MAX_CULPRIT_CHARS)
             evidence = _evidence(self.props.get("e2e_evidence"))
         return CheckResult(
             cloud=str(cloud) if cloud else UNKNOWN_CLOUD,
@@ -362,7 +319,7 @@ def build_run_result(
         node=node,
         drained_at=drained_at,
         run_id=run_id,
-        harness_errors=tuple(_one_line(redact(e), MAX_CULPRIT_CHARS) for e in harness_errors),
+        harness_errors=tuple(one_line(redact(e), MAX_CULPRIT_CHARS) for e in harness_errors),
     )
 
 

@@ -27,8 +27,9 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
+from e2etests.redact import clip, one_line, redact
 from e2etests.reports import atomic_write
-from e2etests.results import CloudResult, RunResult, redact
+from e2etests.results import CloudResult, RunResult
 from e2etests.summary import headline, iso
 
 # Block Kit limits (api.slack.com/reference/block-kit/blocks).
@@ -78,27 +79,23 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _safe(text: str, limit: int) -> str:
     """Dynamic text made fit for a mrkdwn field: redacted, one line, escaped, bounded."""
-    return _clip(escape(" ".join(redact(text).split())), limit)
+    return clip(escape(one_line(redact(text))), limit)
 
 
 def section(text: str) -> Block:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, MAX_SECTION_CHARS)}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text, MAX_SECTION_CHARS)}}
 
 
 def context(text: str) -> Block:
-    return {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(text, 2000)}]}
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text, 2000)}]}
 
 
 def header(text: str) -> Block:
     return {
         "type": "header",
-        "text": {"type": "plain_text", "text": _clip(text, MAX_HEADER_CHARS), "emoji": True},
+        "text": {"type": "plain_text", "text": clip(text, MAX_HEADER_CHARS), "emoji": True},
     }
 
 
@@ -210,7 +207,7 @@ def _fallback(run: RunResult, recovered: bool) -> str:
         text += f"\n{cloud.cloud}: {cloud.culprit}"
     if len(run.failed_clouds) > 5:
         text += f"\n… and {len(run.failed_clouds) - 5} more"
-    return _clip(escape(redact(text)), MAX_FALLBACK_CHARS)
+    return clip(escape(redact(text)), MAX_FALLBACK_CHARS)
 
 
 def build_reply(cloud: CloudResult) -> SlackMessage:
@@ -224,11 +221,11 @@ def build_reply(cloud: CloudResult) -> SlackMessage:
             blocks.append(section(f"… and {left} more failed checks (see the JSON report)"))
             break
         head = f"*{_safe(check.check, 200)}* ({check.outcome}): {_safe(check.culprit or '', 600)}"
-        lines = [_clip(escape(redact(line)), 500) for line in check.evidence]
+        lines = [clip(escape(redact(line)), 500) for line in check.evidence]
         blocks.append(section(head + _code_block(lines, MAX_SECTION_CHARS - len(head) - 1)))
     text = f"{cloud.cloud}: {cloud.culprit}"
     return _finish(
-        SlackMessage(text=_clip(escape(redact(text)), MAX_FALLBACK_CHARS), blocks=tuple(blocks))
+        SlackMessage(text=clip(escape(redact(text)), MAX_FALLBACK_CHARS), blocks=tuple(blocks))
     )
 
 
@@ -283,9 +280,7 @@ def build_recovery(run: RunResult, previous: PreviousRun) -> SlackMessage:
         context(_meta_line(run)),
         section(_safe(line, MAX_SECTION_CHARS)),
     )
-    return _finish(
-        SlackMessage(text=_clip(escape(redact(line)), MAX_FALLBACK_CHARS), blocks=blocks)
-    )
+    return _finish(SlackMessage(text=clip(escape(redact(line)), MAX_FALLBACK_CHARS), blocks=blocks))
 
 
 def redact_payload(value: Any) -> Any:
@@ -465,11 +460,12 @@ def describe_error(exc: BaseException) -> str:
         if isinstance(data, Mapping):
             error = str(data.get("error") or "")
         api = str(getattr(response, "api_url", "")).rstrip("/").rsplit("/", 1)[-1] or "Slack API"
-        return redact(f"HTTP {status} from {api}" + (f" ({_clip(error, 120)})" if error else ""))
+        return redact(f"HTTP {status} from {api}" + (f" ({clip(error, 120)})" if error else ""))
     if isinstance(exc, TimeoutError):
         return "no answer from Slack (timed out)"
     reason = getattr(exc, "reason", None) or exc
-    return redact(_clip(f"cannot reach Slack: {' '.join(str(reason).split())}", 200))
+    # Redacted before it is clipped: a cut can leave half a URL no pattern recognises.
+    return one_line(redact(f"cannot reach Slack: {reason}"), 200)
 
 
 class SlackPoster:

@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 from e2etests.errors import ExitStatus
+from e2etests.redact import clip
 from e2etests.results import CloudResult, RunResult
 
 JSON_SCHEMA_VERSION = 1
@@ -49,10 +50,6 @@ def headline(run: RunResult) -> str:
     return f"{VERDICT_WORD[run.verdict]}{where}: {what} ({run.duration:.1f} s)"
 
 
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def _name_list(names: list[str], width: int) -> str:
     """Comma-separated names that fit in ``width``, ending with "and N more" when they do not."""
     shown: list[str] = []
@@ -80,13 +77,13 @@ def render_text(run: RunResult, *, width: int = 100, max_failed: int = 15) -> st
         meta.append(f"run {run.run_id}")
     lines.append("  " + ", ".join(meta))
     for error in run.harness_errors[:5]:
-        lines.append(_clip(f"  harness: {error}", width))
+        lines.append(clip(f"  harness: {error}", width))
     if len(run.harness_errors) > 5:
         lines.append(f"  harness: and {len(run.harness_errors) - 5} more errors")
     failed = run.failed_clouds
     name_width = min(30, max((len(c.cloud) for c in failed), default=0))
     for cloud in failed[:max_failed]:
-        lines.append(_clip(f"  FAIL  {cloud.cloud:<{name_width}}  {cloud.culprit}", width))
+        lines.append(clip(f"  FAIL  {cloud.cloud:<{name_width}}  {cloud.culprit}", width))
     if len(failed) > max_failed:
         lines.append(f"  FAIL  and {len(failed) - max_failed} more (see the JSON report)")
     for label, group in (("ok", run.passed_clouds), ("skip", run.skipped_clouds)):

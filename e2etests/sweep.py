@@ -29,6 +29,7 @@ from e2etests import retry
 from e2etests.config import CloudTarget
 from e2etests.errors import ConfigError, ExitStatus
 from e2etests.lifecycle import MARK_KEY, NAME_PREFIX
+from e2etests.redact import clip, describe, redact
 
 __all__ = ["Leftover", "main", "parse_age", "select_leftovers"]
 
@@ -223,15 +224,14 @@ def main(
     try:
         targets = e2e_config.load_targets(e2e_config.split_patterns(args.clouds))
     except ConfigError as exc:
-        print(f"e2etests sweep: {exc}", file=err)
+        print(f"e2etests sweep: {redact(str(exc))}", file=err)
         return ExitStatus.USAGE_ERROR
     status = ExitStatus.OK
     for target in targets:
         try:
             result = _sweep_cloud(target, args, out, now, sleep)
         except Exception as exc:
-            text = " ".join(str(exc).split())[:200]
-            print(f"{target.id}: sweep failed: {type(exc).__name__}: {text}", file=err)
+            print(f"{target.id}: sweep failed: {clip(describe(exc), 250)}", file=err)
             result = ExitStatus.HARNESS_ERROR
         status = max(status, result)
     return int(status)

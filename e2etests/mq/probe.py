@@ -19,11 +19,11 @@ from e2etests.errors import ConfigError
 from e2etests.mq import verdict as judge
 from e2etests.mq.observations import CanaryObs, ExpectedQueue, QueueObs, QueueSample, ServiceObs
 from e2etests.mq.rabbit import BrokerError, ManagementAPI
-from e2etests.mq.redact import scrub
 from e2etests.mq.rpcping import PingError, PingTarget, ping
 from e2etests.mq.services import observe_services
 from e2etests.mq.settings import MQSettings
 from e2etests.mq.verdict import Finding, Status, Verdict, Window
+from e2etests.redact import redact_line
 
 
 class CheckError(Exception):
@@ -75,14 +75,16 @@ class MQProbe:
         return found
 
     def _error(self, message: str) -> CheckError:
-        return CheckError(scrub(f"{self.cloud_id}: {message}", self.secrets()))
+        return CheckError(redact_line(f"{self.cloud_id}: {message}", self.secrets()))
 
     def _unavailable(self, check: str, message: str, window: Window, now: dt.datetime) -> Verdict:
         """A transient failure: wait while the window is open, else an error."""
         closes = window.closes
         if closes is None or not window.is_open(now):
             raise self._error(message)
-        line = scrub(f"{message} (within the grace window after {window.event})", self.secrets())
+        line = redact_line(
+            f"{message} (within the grace window after {window.event})", self.secrets()
+        )
         return Verdict(check, Status.WAIT, (Finding(Status.WAIT, line),), (line,), closes)
 
     # -- the window ---------------------------------------------------------------------------
@@ -238,4 +240,4 @@ class MQProbe:
         """The canary's culprit joined with the evidence of every other check."""
         culprit, evidence = judge.diagnose_canary(canary, self.all_checks())
         secrets = self.secrets()
-        return scrub(culprit, secrets), tuple(scrub(line, secrets) for line in evidence)
+        return redact_line(culprit, secrets), tuple(redact_line(line, secrets) for line in evidence)

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from e2etests.mq.observations import QueueSample
-from e2etests.mq.redact import scrub
 from e2etests.mq.settings import RabbitSettings
+from e2etests.redact import redact_line
 
 
 class BrokerError(Exception):
@@ -81,7 +81,7 @@ class ManagementAPI:
     def _fail(self, what: str, *, transient: bool, status: int | None = None) -> BrokerError:
         secrets = [self.settings.password.reveal()] if self._auth is not None else []
         return BrokerError(
-            scrub(f"RabbitMQ management API {self.settings.url}: {what}", secrets),
+            redact_line(f"RabbitMQ management API {self.settings.url}: {what}", secrets),
             transient=transient,
             status=status,
         )

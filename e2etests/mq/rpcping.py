@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from e2etests.mq.observations import PingObs
-from e2etests.mq.redact import describe, scrub
+from e2etests.redact import describe, redact_line
 
 #: Nova's RPC servers listen on this exchange.
 NOVA_EXCHANGE = "nova"
@@ -89,7 +89,7 @@ def ping(
     try:
         answer = json.loads(child.stdout)
     except ValueError:
-        tail = scrub(
+        tail = redact_line(
             child.stderr.strip().splitlines()[-1] if child.stderr.strip() else "", [transport_url]
         )
         raise PingError(
@@ -98,7 +98,8 @@ def ping(
         ) from None
     if answer.get("error"):
         raise PingError(
-            scrub(str(answer["error"]), [transport_url]), transient=bool(answer.get("transient"))
+            redact_line(str(answer["error"]), [transport_url]),
+            transient=bool(answer.get("transient")),
         )
     return [
         PingObs(
@@ -107,7 +108,7 @@ def ping(
             topic=t.topic,
             ok=bool(r["ok"]),
             seconds=float(r["seconds"]),
-            error=scrub(r["error"], [transport_url]) if r.get("error") else None,
+            error=redact_line(r["error"], [transport_url]) if r.get("error") else None,
         )
         for t, r in zip(targets, answer["results"], strict=True)
     ]
@@ -180,7 +181,7 @@ def _child(request: dict[str, Any]) -> dict[str, Any]:
             break
     if watcher.message is not None and not any(f.done() and f.result()["ok"] for f in futures):
         reason = watcher.message.split(" (retrying")[0]
-        return {"error": f"RPC transport: {scrub(reason, [url])}", "transient": True}
+        return {"error": f"RPC transport: {redact_line(reason, [url])}", "transient": True}
     results = [
         f.result()
         if f.done()
