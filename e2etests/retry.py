@@ -6,7 +6,9 @@ hide a real outage behind endless retries. So only transient failures are retrie
 within a bound of attempts and of time. A create is never repeated blindly: if its response
 was lost, the unique name is looked up first (:func:`create_once`).
 
-``sleep`` is injectable everywhere so unit tests run without waiting.
+The Slack poster's policy lives here too (:func:`slack_call`): same shape, its own notion of
+transient and its own bounds. ``sleep`` is injectable everywhere so unit tests run without
+waiting.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ from typing import TypeVar
 import keystoneauth1.exceptions
 import openstack.exceptions
 import tenacity
+from slack_sdk.errors import SlackApiError
 
 __all__ = [
     "TRANSIENT_HTTP_STATUSES",
     "Sleep",
     "create_once",
     "idempotent",
+    "is_slack_transient",
     "is_transient",
+    "slack_call",
 ]
 
 T = TypeVar("T")
@@ -40,8 +45,9 @@ TRANSIENT_HTTP_STATUSES = frozenset({502, 503, 504})
 IDEMPOTENT_ATTEMPTS = 4
 IDEMPOTENT_MAX_DELAY = 20.0
 
-#: Bounds of the name look-up after a create whose outcome is unknown.
-LOOKUP_ATTEMPTS = 3
+#: Bounds of :func:`slack_call`: a drain hook must not wait long on a chat message.
+SLACK_ATTEMPTS = 3
+SLACK_MAX_DELAY = 30.0
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -53,6 +59,33 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, keystoneauth1.exceptions.HttpError):
         return exc.http_status in TRANSIENT_HTTP_STATUSES
     return False
+
+
+def is_slack_transient(exc: BaseException) -> bool:
+    """5xx answers and connection-level failures of the Slack API; anything else is not."""
+    if isinstance(exc, SlackApiError):
+        status = getattr(exc.response, "status_code", 0) or 0
+        return int(status) >= 500
+    return isinstance(exc, OSError)
+
+
+def _bounded(
+    transient: Callable[[BaseException], bool],
+    *,
+    attempts: int,
+    max_delay: float,
+    sleep: Sleep,
+    before_sleep: Callable[[tenacity.RetryCallState], None] | None = None,
+) -> tenacity.Retrying:
+    """``attempts`` tries of a call failing with ``transient``, no new try after ``max_delay`` s."""
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception(transient),
+        stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(max_delay),
+        wait=tenacity.wait_exponential(multiplier=0.5, max=4.0),
+        sleep=sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
 
 
 def _log_retry(state: tenacity.RetryCallState) -> None:
@@ -70,15 +103,27 @@ def idempotent(sleep: Sleep = time.sleep) -> tenacity.Retrying:
 
     Use as ``idempotent()(conn.compute.get_server, server_id)``.
     """
-    return tenacity.Retrying(
-        retry=tenacity.retry_if_exception(is_transient),
-        stop=tenacity.stop_after_attempt(IDEMPOTENT_ATTEMPTS)
-        | tenacity.stop_after_delay(IDEMPOTENT_MAX_DELAY),
-        wait=tenacity.wait_exponential(multiplier=0.5, max=4.0),
+    return _bounded(
+        is_transient,
+        attempts=IDEMPOTENT_ATTEMPTS,
+        max_delay=IDEMPOTENT_MAX_DELAY,
         sleep=sleep,
         before_sleep=_log_retry,
-        reraise=True,
     )
+
+
+def slack_call(
+    *,
+    attempts: int = SLACK_ATTEMPTS,
+    budget: float = SLACK_MAX_DELAY,
+    sleep: Sleep = time.sleep,
+) -> tenacity.Retrying:
+    """Policy for one Slack API call: ``attempts`` tries, no new try after ``budget`` s.
+
+    Rate limits (HTTP 429) are not retried here: slack-sdk's handler sleeps for
+    ``Retry-After`` within its own bound, and two layers would multiply.
+    """
+    return _bounded(is_slack_transient, attempts=attempts, max_delay=budget, sleep=sleep)
 
 
 def create_once(

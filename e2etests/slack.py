@@ -3,9 +3,9 @@
 One summary message per run (verdict, node, clouds passed/failed, each failing cloud's culprit
 line, duration) and one thread reply per failing cloud with its evidence. The builders are pure
 and keep every message inside Block Kit's limits whatever the fleet size; the poster uses
-slack-sdk's ``WebClient`` with a bounded rate-limit handler plus a bounded tenacity policy for
-5xx and connection errors. Whatever happens, Slack never decides the exit code: a message that
-could not be posted is written to a file and its path printed.
+slack-sdk's ``WebClient`` with a bounded rate-limit handler plus the bounded policy for 5xx and
+connection errors (``e2etests.retry.slack_call``). Whatever happens, Slack never decides the
+exit code: a message that could not be posted is written to a file and its path printed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import dataclasses
 import datetime as dt
 import json
 import os
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,6 +26,7 @@ from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 
+from e2etests import retry
 from e2etests.redact import clip, one_line, redact
 from e2etests.reports import atomic_write
 from e2etests.results import CloudResult, RunResult
@@ -412,7 +412,7 @@ def make_client(
 ) -> WebClient:
     """A ``WebClient`` with a bounded per-request timeout and the bounded 429 handler.
 
-    Connection errors are left to the tenacity policy (not also to slack-sdk's own handler) so
+    Connection errors are left to ``retry.slack_call`` (not also to slack-sdk's own handler) so
     the two retry layers do not multiply.
     """
     kwargs: dict[str, Any] = {}
@@ -423,30 +423,6 @@ def make_client(
         timeout=max(1, round(timeout)),
         retry_handlers=[BoundedRateLimitRetryHandler(rate_limit_retries, max_retry_after)],
         **kwargs,
-    )
-
-
-def is_transient(exc: BaseException) -> bool:
-    """5xx answers and connection-level failures are worth another try; anything else is not."""
-    if isinstance(exc, SlackApiError):
-        status = getattr(exc.response, "status_code", 0) or 0
-        return int(status) >= 500
-    return isinstance(exc, OSError)
-
-
-def transient_policy(
-    *,
-    attempts: int = 3,
-    budget: float = 30.0,
-    sleep: Callable[[float], None] = time.sleep,
-) -> tenacity.Retrying:
-    """Bounded retries of one Slack call: ``attempts`` tries, no new try after ``budget`` s."""
-    return tenacity.Retrying(
-        retry=tenacity.retry_if_exception(is_transient),
-        stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(budget),
-        wait=tenacity.wait_exponential(multiplier=0.5, max=4),
-        sleep=sleep,
-        reraise=True,
     )
 
 
@@ -476,7 +452,7 @@ class SlackPoster:
         client: WebClient,
         channel: str,
         *,
-        policy: Callable[[], tenacity.Retrying] = transient_policy,
+        policy: Callable[[], tenacity.Retrying] = retry.slack_call,
     ) -> None:
         self.client = client
         self.channel = channel
@@ -619,7 +595,7 @@ def publish(
         poster = SlackPoster(
             factory(token),
             str(options.channel),
-            policy=lambda: transient_policy(budget=options.budget),
+            policy=lambda: retry.slack_call(budget=options.budget),
         )
         for payload in payloads:
             try:

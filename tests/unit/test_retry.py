@@ -6,6 +6,7 @@ import keystoneauth1.exceptions
 import openstack.exceptions
 import pytest
 import requests
+from slack_sdk.errors import SlackApiError
 
 from e2etests import retry
 
@@ -38,6 +39,44 @@ def test_only_connection_errors_and_gateway_statuses_are_transient(
     exc: BaseException, transient: bool
 ) -> None:
     assert retry.is_transient(exc) is transient
+
+
+class _Answer:
+    """The one attribute of a Slack response the policy reads."""
+
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+
+
+def _slack_error(status: int) -> SlackApiError:
+    return SlackApiError(f"HTTP {status}", _Answer(status))  # type: ignore[no-untyped-call]
+
+
+@pytest.mark.parametrize(
+    ("exc", "transient"),
+    [
+        (_slack_error(500), True),
+        (_slack_error(502), True),
+        (_slack_error(200), False),
+        (_slack_error(401), False),
+        (ConnectionResetError("reset"), True),
+        (TimeoutError(), True),
+        (ValueError("bug"), False),
+    ],
+)
+def test_slack_retries_only_server_errors_and_lost_connections(
+    exc: BaseException, transient: bool
+) -> None:
+    assert retry.is_slack_transient(exc) is transient
+
+
+def test_slack_call_stops_after_its_attempts() -> None:
+    sleeps: list[float] = []
+    call = Flaky([_slack_error(503) for _ in range(5)])
+    with pytest.raises(SlackApiError):
+        retry.slack_call(attempts=3, sleep=sleeps.append)(call)
+    assert call.calls == 3
+    assert len(sleeps) == 2
 
 
 class Flaky:

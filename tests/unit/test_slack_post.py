@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import tenacity
 
-from e2etests import slack
+from e2etests import retry, slack
 from e2etests.errors import ExitStatus
 from e2etests.results import CheckResult, CloudResult, RunResult, cloud_verdict
 from tests.slack_standin import Hang, Ok, RateLimited, ServerError, SlackStandIn
@@ -26,7 +26,7 @@ def no_sleep(_: float) -> None:
 
 
 def quick_policy() -> tenacity.Retrying:
-    return slack.transient_policy(attempts=3, budget=10, sleep=no_sleep)
+    return retry.slack_call(attempts=3, budget=10, sleep=no_sleep)
 
 
 def run_with(failed: int, passed: int = 2) -> RunResult:
