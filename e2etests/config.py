@@ -138,7 +138,7 @@ def parse_settings(raw: object, *, source: str, cloud: str) -> CloudSettings:
     if raw is None:
         raise ConfigError(f"{_where(source, cloud)}: missing (needs at least flavor and image)")
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{_where(source, cloud)}: expected a mapping, got {raw!r}")
+        raise ConfigError(f"{_where(source, cloud)}: expected a mapping, got {type(raw).__name__}")
     known = {f.name for f in dataclasses.fields(CloudSettings)}
     for key in raw:
         if key not in known:
@@ -160,7 +160,8 @@ def parse_settings(raw: object, *, source: str, cloud: str) -> CloudSettings:
         raise ConfigError(f"{at('poll_interval')}: must be shorter than boot_timeout")
     mq = raw.get("mq", {})
     if not isinstance(mq, Mapping):
-        raise ConfigError(f"{at('mq')}: expected a mapping, got {mq!r}")
+        # Not the value: a transport URL written inline here carries the broker password.
+        raise ConfigError(f"{at('mq')}: expected a mapping, got {type(mq).__name__}")
     return CloudSettings(
         flavor=_required_text(raw, "flavor", at("flavor")),
         image=_required_text(raw, "image", at("image")),

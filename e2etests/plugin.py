@@ -29,6 +29,7 @@ from e2etests import config as e2e_config
 from e2etests.config import CloudSettings, CloudTarget
 from e2etests.errors import ConfigError
 from e2etests.lifecycle import NAME_PREFIX
+from e2etests.redact import message, redact, redact_line
 
 __all__ = ["Cloud", "E2EReport", "parse_drained_at", "parse_run_id"]
 
@@ -230,12 +231,14 @@ def pytest_collection_modifyitems(
 ) -> None:
     targets = config.stash.get(_TARGETS_KEY, None)
     if isinstance(targets, ConfigError):
+        # A clouds.yaml mistake can quote what sits next to a password.
+        line = redact(str(targets))
         workeroutput = getattr(config, "workeroutput", None)
         if workeroutput is None:
-            raise pytest.UsageError(str(targets))
+            raise pytest.UsageError(line)
         # A worker raising UsageError crashes xdist; hand the line to the controller instead.
-        workeroutput[_WORKER_USAGE_ERROR] = str(targets)
-        session.shouldstop = str(targets)
+        workeroutput[_WORKER_USAGE_ERROR] = line
+        session.shouldstop = line
         items[:] = []
         return
     for item in items:
@@ -373,15 +376,18 @@ class E2EReport:
 
     def culprit(self, line: str, evidence: Sequence[str] = ()) -> None:
         """Record what is broken (one line) and the evidence lines, without failing."""
-        self._set("e2e_culprit", " ".join(line.split()))
+        self._set("e2e_culprit", redact_line(line))
         if evidence:
-            self._set("e2e_evidence", list(evidence))
+            self._set("e2e_evidence", [redact(e) for e in evidence])
 
     def fail(self, line: str, evidence: Sequence[str] = ()) -> NoReturn:
-        """Record culprit and evidence, then fail the test with them (no traceback)."""
+        """Record culprit and evidence, then fail the test with them (no traceback).
+
+        Redacted here as well as in the reports: the terminal and junit.xml show this text.
+        """
         __tracebackhide__ = True
         self.culprit(line, evidence)
-        pytest.fail("\n".join([line, *evidence]), pytrace=False)
+        pytest.fail(redact("\n".join([line, *evidence])), pytrace=False)
 
     def _get(self, key: str) -> Any:
         return next((v for k, v in self._properties if k == key), None)
@@ -407,6 +413,6 @@ def e2e_cleanup() -> Iterator[Callable[[Callable[[], None]], None]]:
         try:
             callback()
         except Exception as exc:
-            errors.append(str(exc))
+            errors.append(message(exc))
     if errors:
         pytest.fail("cleanup failed: " + "\n".join(errors), pytrace=False)

@@ -174,6 +174,16 @@ def test_bad_block_is_one_line_naming_file_and_key(
     assert "pw-not-for-output" not in message
 
 
+@pytest.mark.parametrize("key", ["mq", None])
+def test_a_misplaced_transport_url_is_not_echoed(key: str | None) -> None:
+    url = "rabbit://nova:inline-pw@10.0.0.5:5672/"
+    raw = {**GOOD_BLOCK, "mq": url} if key else url
+    with pytest.raises(ConfigError) as err:
+        config.parse_settings(raw, source="f", cloud="c")
+    assert "expected a mapping, got str" in str(err.value)
+    assert "inline-pw" not in str(err.value)
+
+
 def test_bad_block_of_an_unselected_cloud_is_not_read(write_clouds: Writer) -> None:
     write_clouds({"ok": _cloud(), "bad": _cloud({"flavour": "x"})})
     assert _ids(config.load_targets(["ok"], config_files=[])) == ["ok"]

@@ -318,6 +318,26 @@ def test_e2e_report_records_phases_culprit_and_evidence(
     assert props["e2e_evidence"] == ["queue compute.host", "since 12:00"]
 
 
+def test_e2e_report_redacts_what_it_records_and_prints(
+    pytester: pytest.Pytester, suite: pathlib.Path
+) -> None:
+    pytester.makepyfile(
+        test_report="""
+        def test_reports(cloud, e2e_report):
+            e2e_report.fail(
+                "cannot dial rabbit://nova:wire-pw@10.0.0.5:5672/",
+                ["transport rabbit://nova:wire-pw@10.0.0.5:5672/"],
+            )
+        """
+    )
+    result = pytester.runpytest("test_report.py", "--clouds", "zeta", "-rf")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*cannot dial rabbit://<redacted>*"])
+    assert "wire-pw" not in result.stdout.str()
+    (line,) = _lines(suite / "props.jsonl")
+    assert "wire-pw" not in json.dumps(line["props"])
+
+
 def test_sigterm_runs_the_cleanup(pytester: pytest.Pytester, suite: pathlib.Path) -> None:
     marker = suite / "cleaned"
     started = suite / "started"
