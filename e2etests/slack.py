@@ -30,7 +30,7 @@ from e2etests import retry
 from e2etests.redact import clip, one_line, redact
 from e2etests.reports import atomic_write
 from e2etests.results import CloudResult, RunResult
-from e2etests.summary import headline, iso
+from e2etests.summary import VERDICT_WORD, headline, iso
 
 # Block Kit limits (api.slack.com/reference/block-kit/blocks).
 MAX_BLOCKS = 50
@@ -47,7 +47,6 @@ TOKEN_ENV = "E2E_SLACK_TOKEN"  # noqa: S105 (a variable name, not a token)
 TOKEN_FILE_ENV = "E2E_SLACK_TOKEN_FILE"  # noqa: S105
 
 ICON = {"passed": ":large_green_circle:", "failed": ":red_circle:", "error": ":warning:"}
-WORD = {"passed": "GREEN", "failed": "RED", "error": "ERROR"}
 
 Block = dict[str, Any]
 
@@ -156,16 +155,19 @@ def _failed_line(cloud: CloudResult) -> str:
 def build_summary(run: RunResult, *, recovered: bool = False) -> SlackMessage:
     """The one summary message of a run."""
     failed = run.failed_clouds
-    title = f"{ICON[run.verdict]} {'RECOVERED — ' if recovered else ''}e2etests {WORD[run.verdict]}"
+    word = VERDICT_WORD[run.verdict]
+    title = f"{ICON[run.verdict]} {'RECOVERED — ' if recovered else ''}e2etests {word}"
     blocks: list[Block] = [
         header(f"{title}: {_counts(run)}"),
         context(_meta_line(run)),
     ]
     if run.harness_errors:
-        lines = [f"• {_safe(e, MAX_CULPRIT_LINE_CHARS)}" for e in run.harness_errors]
+        lines = [f"• {_safe(e, MAX_CULPRIT_LINE_CHARS)}" for e in run.harness_errors[:10]]
+        if len(run.harness_errors) > 10:
+            lines.append(f"… and {len(run.harness_errors) - 10} more")
         blocks += pack_lines(
             "*The harness could not run:*",
-            lines[:10],
+            lines,
             max_blocks=1,
             more=lambda n: f"… and {n} more",
         )
@@ -176,7 +178,6 @@ def build_summary(run: RunResult, *, recovered: bool = False) -> SlackMessage:
         tail.append(section(f"*Skipped ({len(run.skipped_clouds)}):* {_names(run.skipped_clouds)}"))
     if failed:
         tail.append(context("Evidence for each failing cloud is in this message's thread."))
-    if failed:
         listed = [_failed_line(c) for c in failed[:MAX_FAILED_LINES]]
         more = len(failed) - len(listed)
         if more:

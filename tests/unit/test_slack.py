@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -98,6 +99,17 @@ def test_block_kit_limits_hold_at_fleet_scale(passed: int, failed: int) -> None:
         assert "more" in body  # the passed list was cut with "and N more"
     if failed > 40:
         assert f"and {failed - 40} more failing clouds" in body
+
+
+def test_harness_errors_past_ten_are_counted_not_dropped() -> None:
+    errors = tuple(f"cannot collect suite_{i}.py: ImportError" for i in range(15))
+    run = dataclasses.replace(
+        fleet(0, 0), exit_status=ExitStatus.HARNESS_ERROR, harness_errors=errors
+    )
+    shown = "\n".join(texts(slack.build_summary(run).blocks))
+    assert "suite_9.py" in shown
+    assert "suite_10.py" not in shown
+    assert "… and 5 more" in shown
 
 
 def test_the_overflow_reply_counts_everything_it_leaves_out() -> None:
