@@ -55,6 +55,11 @@ BLOCK_KEY = "e2etests"
 
 _NO_NETWORK = "none"
 
+#: Seconds one API request may take when the cloud sets no ``api_timeout``. The SDK's default
+#: is none at all: a load balancer that accepts and never answers would hang a check (and its
+#: cleanup) past every deadline the harness keeps.
+DEFAULT_API_TIMEOUT = 60.0
+
 
 @dataclasses.dataclass(frozen=True)
 class CloudSettings:
@@ -245,6 +250,8 @@ def load_targets(
         # Read the block raw: the SDK's normalised copy turns numbers into strings.
         raw_block = entry.get(BLOCK_KEY) if isinstance(entry, Mapping) else None
         settings = parse_settings(raw_block, source=source, cloud=region.name)
+        if region.config.get("api_timeout") is None:
+            region.config["api_timeout"] = DEFAULT_API_TIMEOUT
         targets.append(
             CloudTarget(
                 id=cloud_id,

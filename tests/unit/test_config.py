@@ -85,6 +85,17 @@ def test_clouds_select_by_name_id_or_glob(
     assert _ids(config.load_targets(patterns, config_files=[])) == expected
 
 
+def test_every_request_is_bounded_unless_the_cloud_sets_its_own_timeout(
+    write_clouds: Writer,
+) -> None:
+    write_clouds({"plain": _cloud(), "own": _cloud(api_timeout=7)})
+    timeouts = {
+        t.id: float(t.region_config.config["api_timeout"])
+        for t in config.load_targets(config_files=[])
+    }
+    assert timeouts == {"plain": config.DEFAULT_API_TIMEOUT, "own": 7.0}
+
+
 def test_unknown_cloud_is_one_line_naming_file_and_pattern(write_clouds: Writer) -> None:
     path = write_clouds({"lab": _cloud()})
     with pytest.raises(ConfigError) as err:
