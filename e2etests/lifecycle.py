@@ -164,7 +164,7 @@ class Lifecycle:
     """One create -> ACTIVE -> verify -> delete -> gone check of one cloud.
 
     ``phases`` holds the seconds each finished (or failed) phase took: ``boot``, ``verify``,
-    ``delete``. ``requests`` counts the HTTP exchanges of the last :meth:`run`.
+    ``delete``.
     """
 
     def __init__(
@@ -185,9 +185,7 @@ class Lifecycle:
         self.run_id = run_id
         self.phases: dict[str, float] = {}
         self.transitions: list[Transition] = []
-        self.requests = 0
         self.server_id: str | None = None
-        self.notes: list[str] = []
         self._monotonic = monotonic
         self._sleep = sleep
         self._retry = retry.idempotent(sleep)
@@ -204,19 +202,16 @@ class Lifecycle:
         self._log = RequestLog(self.conn)
         # One id in every service's log for this whole check.
         self.conn.set_global_request_id(self.global_request_id)
-        try:
-            resolved = self._resolve()
-            started = self._monotonic()
-            server = self._create(resolved)
-            server = self._wait_active(server)
-            self.phases["boot"] = round(self._monotonic() - started, 3)
-            started = self._monotonic()
-            self._verify(server, resolved)
-            self.phases["verify"] = round(self._monotonic() - started, 3)
-            self._delete_and_wait()
-            return server
-        finally:
-            self.requests = len(self._log.requests)
+        resolved = self._resolve()
+        started = self._monotonic()
+        server = self._create(resolved)
+        server = self._wait_active(server)
+        self.phases["boot"] = round(self._monotonic() - started, 3)
+        started = self._monotonic()
+        self._verify(server, resolved)
+        self.phases["verify"] = round(self._monotonic() - started, 3)
+        self._delete_and_wait()
+        return server
 
     def cleanup(self) -> None:
         """Delete the server (by id, else by unique name) and wait until it is gone.
@@ -380,7 +375,6 @@ class Lifecycle:
             output = self._retry(self.conn.compute.get_server_console_output, server, 20)
         except openstack.exceptions.HttpException as exc:
             if exc.status_code in _NO_CONSOLE_STATUSES:
-                self.notes.append(f"console output not supported (HTTP {exc.status_code})")
                 return []
             return [f"console output failed: {message(exc)}"]
         if not (output or {}).get("output"):
