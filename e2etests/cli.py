@@ -286,11 +286,10 @@ def _run(
         err.write(f"e2etests: cannot write reports in {ns.report_dir}: {exc.strerror}\n")
         # Upgrade tooling reads the JSON; a green exit must not sit next to a stale report.
         status = ExitStatus.HARNESS_ERROR if status == ExitStatus.OK else status
-    out.write("\n" + summary.render_text(_with_status(run, status)))
+    run = _with_status(run, status)
+    out.write("\n" + summary.render_text(run))
     out.flush()
-    slack.publish(
-        _with_status(run, status), _slack_options(ns, environ), out=out, err=err, environ=environ
-    )
+    slack.publish(run, _slack_options(ns, environ), out=out, err=err, environ=environ)
     return status
 
 

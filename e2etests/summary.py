@@ -176,25 +176,21 @@ def render_prometheus(run: RunResult, *, prefix: str = "e2etests") -> str:
     for cloud in run.clouds:
         value = 0 if cloud.verdict == "failed" else 1
         out.append(f'{name}{{cloud="{_label(cloud.cloud)}",verdict="{cloud.verdict}"}} {value}')
+    checks = [
+        (f'cloud="{_label(cloud.cloud)}",check="{_label(check.check)}"', check)
+        for cloud in run.clouds
+        for check in cloud.checks
+    ]
     name = family("check_passed", "gauge", "1 if the check passed or was skipped, else 0.")
-    for cloud in run.clouds:
-        for check in cloud.checks:
-            labels = f'cloud="{_label(cloud.cloud)}",check="{_label(check.check)}"'
-            out.append(f'{name}{{{labels},outcome="{check.outcome}"}} {int(check.ok)}')
+    for labels, check in checks:
+        out.append(f'{name}{{{labels},outcome="{check.outcome}"}} {int(check.ok)}')
     name = family("phase_duration_seconds", "gauge", "Seconds spent in each phase of a check.")
-    for cloud in run.clouds:
-        for check in cloud.checks:
-            for phase, seconds in sorted(check.phases.items()):
-                labels = (
-                    f'cloud="{_label(cloud.cloud)}",check="{_label(check.check)}",'
-                    f'phase="{_label(phase)}"'
-                )
-                out.append(f"{name}{{{labels}}} {_number(seconds)}")
+    for labels, check in checks:
+        for phase, seconds in sorted(check.phases.items()):
+            out.append(f'{name}{{{labels},phase="{_label(phase)}"}} {_number(seconds)}')
     name = family("check_duration_seconds", "gauge", "Wall time of each check.")
-    for cloud in run.clouds:
-        for check in cloud.checks:
-            labels = f'cloud="{_label(cloud.cloud)}",check="{_label(check.check)}"'
-            out.append(f"{name}{{{labels}}} {_number(check.duration)}")
+    for labels, check in checks:
+        out.append(f"{name}{{{labels}}} {_number(check.duration)}")
     node = f'{{node="{_label(run.node)}"}}' if run.node else ""
     name = family("run_exit_status", "gauge", "Exit status of the last run (0 green, 1 red).")
     out.append(f"{name}{node} {int(run.exit_status)}")
