@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import keystoneauth1.exceptions
 import openstack.exceptions
 import requests
 from openstack.compute.v2.flavor import Flavor
@@ -199,6 +200,19 @@ class Lifecycle:
 
     def run(self) -> Server:
         """Create, wait for ACTIVE, verify, delete, wait until gone; raises :class:`CheckFailed`."""
+        try:
+            return self._run()
+        except (openstack.exceptions.SDKException, keystoneauth1.exceptions.ClientException) as exc:
+            # An API error that outlived the retries: one line for the operator, not a
+            # traceback through the SDK.
+            request_id = getattr(exc, "request_id", None)
+            raise CheckFailed(
+                f"{self.cloud}: {type(exc).__name__}: {message(exc)}",
+                [f"server {self.server_id or self.name}"]
+                + ([f"request id: {request_id}"] if request_id else []),
+            ) from None
+
+    def _run(self) -> Server:
         self._log = RequestLog(self.conn)
         # One id in every service's log for this whole check.
         self.conn.set_global_request_id(self.global_request_id)

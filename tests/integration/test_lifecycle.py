@@ -213,3 +213,24 @@ def test_sigterm_mid_boot_still_deletes_the_server(
             proc.wait()
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out[-3000:]
     assert servers_of_run(conn_a, run_id) == []
+
+
+@pytest.fixture
+def nova_api_stopped(minicloud: Minicloud) -> Iterator[Minicloud]:
+    minicloud.fault("stop", "nova-api")
+    try:
+        yield minicloud
+    finally:
+        minicloud.fault("start", "nova-api")
+        minicloud.wait_healthy()
+
+
+def test_a_stopped_compute_api_fails_in_one_line_without_a_traceback(
+    nova_api_stopped: Minicloud, tmp_path: pathlib.Path
+) -> None:
+    proc, cases = run_suite(nova_api_stopped.clouds_yaml, tmp_path, "-k", "minicloud-a")
+    assert proc.returncode == 1
+    culprit = str(cases["minicloud-a"]["e2e_culprit"])
+    assert culprit.startswith("minicloud-a: "), culprit
+    assert "Traceback" not in proc.stdout
+    assert "site-packages/openstack" not in proc.stdout
