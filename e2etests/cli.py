@@ -21,7 +21,6 @@ import datetime as dt
 import importlib.metadata
 import os
 import re
-import secrets
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ import pytest
 import e2etests
 from e2etests import config, reports, slack, summary
 from e2etests.errors import ConfigError, ExitStatus
+from e2etests.plugin import new_run_id, parse_drained_at
 from e2etests.redact import message, redact
 from e2etests.results import ResultCollector, RunResult
 
@@ -55,24 +55,6 @@ class _Parser(argparse.ArgumentParser):
     # own exit path.
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
-
-
-def _drained_at(value: str) -> dt.datetime:
-    """ISO 8601 (``2024-05-01T10:00:00Z``) or Unix seconds; naive times are taken as UTC."""
-    try:
-        moment = dt.datetime.fromtimestamp(float(value), dt.UTC)
-    except ValueError:
-        try:
-            moment = dt.datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{value!r} is neither ISO 8601 nor Unix seconds"
-            ) from None
-    except (OverflowError, OSError):
-        raise argparse.ArgumentTypeError(f"{value!r} is out of range") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.astimezone(dt.UTC)
 
 
 def _node(value: str) -> str:
@@ -164,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     drain.add_argument("--node", type=_node, required=True, help="the node that was drained")
     drain.add_argument(
-        "--drained-at", type=_drained_at, metavar="TIME",
+        "--drained-at", type=parse_drained_at, metavar="TIME",
         help="when the drain finished: ISO 8601 or Unix seconds (default: now)",
     )  # fmt: skip
     _add_run_options(drain)
@@ -344,11 +326,6 @@ def _sweep(argv: Sequence[str]) -> int:
     from e2etests import sweep
 
     return int(sweep.main(list(argv)))
-
-
-def new_run_id() -> str:
-    """A run id made here (not by the plugin) so the reports can name it too."""
-    return f"{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
 
 
 def main(

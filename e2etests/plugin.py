@@ -31,7 +31,7 @@ from e2etests.errors import ConfigError
 from e2etests.lifecycle import NAME_PREFIX
 from e2etests.redact import message, redact, redact_line
 
-__all__ = ["Cloud", "E2EReport", "parse_drained_at", "parse_run_id"]
+__all__ = ["Cloud", "E2EReport", "new_run_id", "parse_drained_at", "parse_run_id"]
 
 _PARAM = "_e2e_cloud"
 _RUN_ID_KEY = pytest.StashKey[str]()
@@ -59,7 +59,7 @@ def parse_drained_at(value: str) -> dt.datetime:
         raise argparse.ArgumentTypeError(
             f"expected an ISO 8601 time or epoch seconds, got {value!r}"
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
 
 
 def parse_run_id(value: str) -> str:
@@ -139,7 +139,8 @@ class _XdistHooks:
             node.config.stash[_USAGE_ERROR_KEY] = message
 
 
-def _new_run_id() -> str:
+def new_run_id() -> str:
+    """A fresh run id: sortable by time, unique enough for concurrent runs."""
     return f"{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
 
 
@@ -152,7 +153,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("filterwarnings", r"ignore::PendingDeprecationWarning:openstack\.")
     workerinput: Mapping[str, Any] = getattr(config, "workerinput", {})
     config.stash[_RUN_ID_KEY] = (
-        workerinput.get(_WORKER_RUN_ID) or config.getoption("e2e_run_id") or _new_run_id()
+        workerinput.get(_WORKER_RUN_ID) or config.getoption("e2e_run_id") or new_run_id()
     )
     config.stash[_CLOUDS_KEY] = {}
     if config.pluginmanager.hasplugin("xdist"):

@@ -99,7 +99,10 @@ def call(argv: list[str], **kw: object) -> tuple[int, str, str]:
     [
         (["after-drain"], "the following arguments are required: --node"),
         (["after-drain", "--node", "Not_A_Node"], "is not a Kubernetes node name"),
-        (["after-drain", "--node", "n1", "--drained-at", "soon"], "neither ISO 8601 nor Unix"),
+        (
+            ["after-drain", "--node", "n1", "--drained-at", "soon"],
+            "expected an ISO 8601 time or epoch seconds",
+        ),
         (["run", "--workers", "0"], "need at least 1"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["clouds", "--", "-x"], "'clouds' takes no pytest arguments"),
