@@ -71,6 +71,18 @@ def run_suite(
     return proc, cases
 
 
+def start_suite(minicloud: Minicloud, run_id: str, **popen: Any) -> subprocess.Popen[str]:
+    """The lifecycle suite on minicloud-a in the background, for tests that interrupt it."""
+    command = [sys.executable, "-m", "pytest", SUITE, "-p", "no:cacheprovider"]
+    return subprocess.Popen(
+        [*command, "--run-id", run_id, "-k", "minicloud-a"],
+        cwd=ROOT,
+        env=_env(minicloud.clouds_yaml),
+        text=True,
+        **popen,
+    )
+
+
 @pytest.fixture
 def conn_a(minicloud: Minicloud, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(minicloud.clouds_yaml))
@@ -184,25 +196,7 @@ def test_sigterm_mid_boot_still_deletes_the_server(
     minicloud: Minicloud, tmp_path: pathlib.Path, conn_a: Any
 ) -> None:
     run_id = _run_id()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            SUITE,
-            "-p",
-            "no:cacheprovider",
-            "--run-id",
-            run_id,
-            "-k",
-            "minicloud-a",
-        ],
-        cwd=ROOT,
-        env=_env(minicloud.clouds_yaml),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_suite(minicloud, run_id, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for("the lifecycle server", lambda: servers_of_run(conn_a, run_id), timeout=60)
         proc.send_signal(signal.SIGTERM)

@@ -6,7 +6,6 @@ import io
 import secrets
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,8 +13,8 @@ import pytest
 
 from e2etests import sweep
 from e2etests.lifecycle import MARK_KEY
-from tests.conftest import ROOT, Minicloud
-from tests.integration.test_lifecycle import SUITE, _env, conn_a, servers_of_run, wait_for
+from tests.conftest import Minicloud
+from tests.integration.test_lifecycle import conn_a, servers_of_run, start_suite, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -48,24 +47,7 @@ def test_sweeper_removes_what_a_killed_run_left_and_nothing_else(
     minicloud: Minicloud, conn_a: Any, foreign_servers: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_id = f"it-{secrets.token_hex(3)}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            SUITE,
-            "-p",
-            "no:cacheprovider",
-            "--run-id",
-            run_id,
-            "-k",
-            "minicloud-a",
-        ],
-        cwd=ROOT,
-        env=_env(minicloud.clouds_yaml),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = start_suite(minicloud, run_id, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for("the lifecycle server", lambda: servers_of_run(conn_a, run_id), timeout=60)
         proc.send_signal(signal.SIGKILL)  # no finalizer runs: the server is left behind
