@@ -248,7 +248,7 @@ def ensure_packages() -> None:
     missing = []
     if not (RABBIT_BIN / "rabbitmq-server").exists():
         missing.append("rabbitmq-server")
-    if not shutil.which("mariadbd"):
+    if not all(shutil.which(b) for b in ("mariadbd", "mariadb-install-db", "mariadb")):
         missing.append("mariadb-server")
     if (
         subprocess.run(
@@ -282,6 +282,10 @@ def ensure_packages() -> None:
     finally:
         if ours:
             policy.unlink(missing_ok=True)
+        # The package scripts call rabbitmqctl, which leaves a system epmd on the default
+        # port even with the service kept stopped: not ours to keep running.
+        env.pop("ERL_EPMD_PORT", None)
+        subprocess.run(["epmd", "-kill"], capture_output=True, env=env, check=False, timeout=10)
 
 
 def ensure_venvs(lay: Layout) -> None:
