@@ -199,11 +199,11 @@ def test_clouds_lists_checks_without_secrets(
     assert "'gamma' matches no cloud" in err
 
 
-def test_run_reports_posts_once_and_exits_1(
-    pytester: pytest.Pytester, fleet: Path, standin: SlackStandIn
-) -> None:
-    reports = pytester.path / "reports"
-    code, out, err = call(
+def run_posting_to(
+    standin: SlackStandIn, pytester: pytest.Pytester, fleet: Path, reports: Path
+) -> tuple[int, str, str]:
+    """`e2etests run` over the fake fleet, one worker, posting to the Slack stand-in."""
+    return call(
         [
             "run",
             "--report-dir",
@@ -220,6 +220,13 @@ def test_run_reports_posts_once_and_exits_1(
         environ={"E2E_SLACK_TOKEN": TOKEN},
         pytest_main=inprocess(pytester),
     )
+
+
+def test_run_reports_posts_once_and_exits_1(
+    pytester: pytest.Pytester, fleet: Path, standin: SlackStandIn
+) -> None:
+    reports = pytester.path / "reports"
+    code, out, err = run_posting_to(standin, pytester, fleet, reports)
     assert code == ExitStatus.CHECK_FAILED, err
     assert "FAIL  beta  mq.consumers: queue compute.mc-compute1 has 0 consumers" in out
     doc = json.loads((reports / "summary.json").read_text())
@@ -239,23 +246,7 @@ def test_slack_500_keeps_the_exit_code_and_saves_the_message(
 ) -> None:
     standin.enqueue(*[ServerError(500)] * 10)
     reports = pytester.path / "reports"
-    code, _, err = call(
-        [
-            "run",
-            "--report-dir",
-            str(reports),
-            "--slack-channel",
-            "#ops",
-            "--slack-api-url",
-            standin.url,
-            "--workers",
-            "1",
-            "--",
-            str(fleet),
-        ],
-        environ={"E2E_SLACK_TOKEN": TOKEN},
-        pytest_main=inprocess(pytester),
-    )
+    code, _, err = run_posting_to(standin, pytester, fleet, reports)
     assert code == ExitStatus.CHECK_FAILED
     [line] = [x for x in err.splitlines() if x.startswith("slack:")]
     assert "HTTP 500" in line
