@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 
 import pytest
@@ -17,8 +18,15 @@ def test_lifecycle(
     run_prefix: str,
     e2e_report: E2EReport,
     e2e_cleanup: Callable[[Callable[[], None]], None],
+    drained_at: dt.datetime | None,
 ) -> None:
     """Create a server, see it ACTIVE and running as requested, delete it, see it gone."""
+    if drained_at is not None and cloud.settings.mq:
+        # After a drain, the mq.canary check runs this same lifecycle, but only once the
+        # services are back, within the post-drain deadline and with the cause attached.
+        # Booting here too would double the wait on a broken cloud, and a boot fired while
+        # nova-compute is still reported down fails with NoValidHost: a false red.
+        pytest.skip("after a drain, mq.canary runs the lifecycle check")
     check = Lifecycle(
         cloud.conn,
         cloud.settings,
