@@ -540,13 +540,13 @@ def up(lay: Layout) -> None:
 def _deploy(lay: Layout) -> None:
     try:
         secrets = load_secrets(lay)
-        configs.write_all(lay, secrets)
         fresh = not lay.bootstrapped.exists()
         if fresh:
             # A half-made earlier attempt is not worth repairing.
             for sub in ("mariadb", "rabbitmq", "keystone", "nova", "glance"):
                 shutil.rmtree(lay.data / sub, ignore_errors=True)
-            configs.write_all(lay, secrets)
+        configs.write_all(lay, secrets)
+        if fresh:
             procs.run(
                 lay,
                 "mariadb-install-db",
