@@ -506,6 +506,18 @@ def write_clouds_yaml(lay: Layout, secrets: dict[str, str]) -> None:
     lay.clouds_yaml.chmod(0o600)
 
 
+# Bump when a deploy-time setting changes (a hash stored with each user, say): a cloud
+# bootstrapped under another format is then deployed afresh instead of restarted.
+DEPLOY_FORMAT = "2"
+
+
+def _deployed_current(lay: Layout) -> bool:
+    try:
+        return lay.bootstrapped.read_text().strip() == DEPLOY_FORMAT
+    except FileNotFoundError:
+        return False
+
+
 def running(lay: Layout) -> dict[str, int | None]:
     return {name: procs.read_pid(lay, name) for name in service_names(lay)}
 
@@ -513,7 +525,7 @@ def running(lay: Layout) -> dict[str, int | None]:
 def up(lay: Layout) -> None:
     started = time.monotonic()
     pids = running(lay)
-    if lay.bootstrapped.exists() and all(pids.values()) and procs.http_ok(url("keystone", "/v3")):
+    if _deployed_current(lay) and all(pids.values()) and procs.http_ok(url("keystone", "/v3")):
         write_clouds_yaml(lay, load_secrets(lay))  # cheap, and follows changes to its format
         log(f"already up ({len(pids)} processes); clouds.yaml: {lay.clouds_yaml}")
         return
@@ -527,7 +539,7 @@ def up(lay: Layout) -> None:
     except PortBusy:
         raise
     except MinicloudError as exc:
-        if not lay.bootstrapped.exists():
+        if not _deployed_current(lay):
             raise
         # Data left by a killed run can be beyond a restart (a torn database, say); it is
         # a test cloud, so start it over rather than make the caller clean up by hand.
@@ -540,7 +552,7 @@ def up(lay: Layout) -> None:
 def _deploy(lay: Layout) -> None:
     try:
         secrets = load_secrets(lay)
-        fresh = not lay.bootstrapped.exists()
+        fresh = not _deployed_current(lay)
         if fresh:
             # A half-made earlier attempt is not worth repairing.
             for sub in ("mariadb", "rabbitmq", "keystone", "nova", "glance"):
@@ -582,7 +594,7 @@ def _deploy(lay: Layout) -> None:
             _bootstrap(lay, "resources")
         log("waiting for nova-compute to report up and its hypervisor to be mapped")
         _bootstrap(lay, "wait-compute", timeout=180)
-        lay.bootstrapped.touch()
+        lay.bootstrapped.write_text(DEPLOY_FORMAT + "\n")
     except (MinicloudError, KeyboardInterrupt):
         down(lay, quiet=True)
         raise
