@@ -7,8 +7,15 @@ Each round runs, in alternating order, one ``pytest`` process of the lifecycle s
 cloud and one process of a bare script doing the same create -> ACTIVE -> delete -> gone with
 the SDK's own waiters (same 1 s poll interval). Printed: median wall times and their ratio,
 HTTP requests per check (every request, token included, counted at the HTTP adapter), and
-the harness process's CPU time. ``--fleet N`` then runs N copies of the cloud with ``-n 4``
-against one copy alone.
+the harness process's CPU time.
+
+``--fleet N`` then writes N copies of the cloud (fleet-01..) and prints one line each (wall,
+CPU, requests of the busiest process) for: ``one``, the harness on fleet-01 alone; ``xdist``,
+the harness on all N with ``-n 4 --dist loadgroup``; ``inproc``, the harness on all N in one
+process; ``floor``, a bare script booting all N at once in threads. Then the ratios xdist/one
+and inproc/one (target <= 3) and xdist/floor and inproc/floor. Every copy is the same single
+test cloud, so ``floor`` is what that cloud allows for N boots at once: x/floor near 1 means
+the rest of x/one is the cloud's limit, not the harness's.
 
 The counting plugin in this file is loaded into the harness process with ``-p``.
 """
@@ -16,6 +23,7 @@ The counting plugin in this file is loaded into the harness process with ``-p``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import pathlib
 import resource
@@ -24,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests.adapters
@@ -41,14 +50,15 @@ def _count_requests(out: pathlib.Path) -> None:
     import atexit
 
     original = requests.adapters.HTTPAdapter.send
-    count = [0]
+    # next() on a count is atomic under the GIL; `n += 1` can lose requests sent from threads.
+    calls = itertools.count()
 
     def send(self: requests.adapters.HTTPAdapter, *args: Any, **kwargs: Any) -> Any:
-        count[0] += 1
+        next(calls)
         return original(self, *args, **kwargs)
 
     requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
-    atexit.register(lambda: out.open("a").write(f"{count[0]}\n"))
+    atexit.register(lambda: out.open("a").write(f"{next(calls)}\n"))
 
 
 def pytest_configure(config: Any) -> None:
@@ -58,23 +68,22 @@ def pytest_configure(config: Any) -> None:
         _count_requests(pathlib.Path(path))
 
 
-def bare(cloud: str) -> None:
-    """What an operator would write without the harness: SDK finders and waiters."""
+def _bare_setup() -> None:
     import warnings
 
     warnings.simplefilter("ignore")
-    import openstack
-
     path = os.environ.get(COUNT_FILE_ENV)
     if path:
         _count_requests(pathlib.Path(path))
-    conn = openstack.connect(cloud=cloud)
-    settings = _settings(cloud)
+
+
+def _bare_lifecycle(conn: Any, settings: dict[str, str], name: str) -> None:
+    """What an operator would write without the harness: SDK finders and waiters."""
     flavor = conn.compute.find_flavor(settings["flavor"], ignore_missing=False)
     image = conn.image.find_image(settings["image"], ignore_missing=False)
     network = conn.network.find_network(settings["network"], ignore_missing=False)
     server = conn.compute.create_server(
-        name=f"bench-bare-{os.getpid()}",
+        name=name,
         flavor_id=flavor.id,
         image_id=image.id,
         networks=[{"uuid": network.id}],
@@ -84,6 +93,34 @@ def bare(cloud: str) -> None:
     finally:
         conn.compute.delete_server(server)
         conn.compute.wait_for_delete(server, interval=1, wait=60)
+
+
+def bare(cloud: str) -> None:
+    _bare_setup()
+    import openstack
+
+    _bare_lifecycle(openstack.connect(cloud=cloud), _settings(cloud), f"bench-bare-{os.getpid()}")
+
+
+def bare_fleet() -> None:
+    """The floor: every fleet copy's bare lifecycle at once, each in its own thread."""
+    _bare_setup()
+    import openstack
+    import yaml
+
+    data = yaml.safe_load(pathlib.Path(os.environ["OS_CLIENT_CONFIG_FILE"]).read_text())
+    clouds = sorted(name for name in data["clouds"] if name.startswith("fleet-"))
+    if not clouds:
+        sys.exit("no fleet-* cloud in OS_CLIENT_CONFIG_FILE")
+    # Config is read before the threads start so that the boots reach the cloud together.
+    jobs = [
+        (openstack.connect(cloud=cloud), _settings(cloud), f"bench-bare-{os.getpid()}-{i}")
+        for i, cloud in enumerate(clouds, 1)
+    ]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        futures = [pool.submit(_bare_lifecycle, *job) for job in jobs]
+    for future in futures:
+        future.result()
 
 
 def _settings(cloud: str) -> dict[str, str]:
@@ -143,19 +180,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--fleet", type=int, default=0, help="also run N copies with -n 4")
     parser.add_argument("--bare", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--bare-fleet", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.bare:
         bare(args.cloud)
         return 0
+    if args.bare_fleet:
+        bare_fleet()
+        return 0
 
     env = dict(os.environ)
-    bare_cmd = [
-        sys.executable,
-        str(pathlib.Path(__file__).resolve()),
-        "--bare",
-        "--cloud",
-        args.cloud,
-    ]
+    script = [sys.executable, str(pathlib.Path(__file__).resolve())]
+    bare_cmd = [*script, "--bare", "--cloud", args.cloud]
     harness_cmd = _harness_cmd("--clouds", args.cloud)
     rows: dict[str, list[tuple[float, float, int]]] = {"harness": [], "bare": []}
     for i in range(args.rounds):
@@ -180,18 +216,35 @@ def main(argv: list[str] | None = None) -> int:
           f"cloud), bare {med('bare', 1):.2f} s")  # fmt: skip
 
     if args.fleet:
+        n = args.fleet
         with tempfile.TemporaryDirectory() as tmp:
             fleet_env = {
                 **env,
-                "OS_CLIENT_CONFIG_FILE": str(
-                    _fleet_yaml(args.cloud, args.fleet, pathlib.Path(tmp))
-                ),
+                "OS_CLIENT_CONFIG_FILE": str(_fleet_yaml(args.cloud, n, pathlib.Path(tmp))),
             }
-            one = _timed(_harness_cmd("--clouds", "fleet-01"), fleet_env)
-            many = _timed(_harness_cmd("-n", "4", "--dist", "loadgroup"), fleet_env)
-        print(f"fleet: 1 cloud {one[0]:.2f} s; {args.fleet} clouds with -n 4 {many[0]:.2f} s, "
-              f"ratio {many[0] / one[0]:.2f} (target <= 3); CPU {many[1] / args.fleet:.2f} s "
-              f"per cloud; {many[2]} requests in the busiest worker")  # fmt: skip
+            fleet = {
+                "one": _timed(_harness_cmd("--clouds", "fleet-01"), fleet_env),
+                "xdist": _timed(_harness_cmd("-n", "4", "--dist", "loadgroup"), fleet_env),
+                "inproc": _timed(_harness_cmd(), fleet_env),
+                "floor": _timed([*script, "--bare-fleet"], fleet_env),
+            }
+        what = {
+            "one": "harness, fleet-01 alone",
+            "xdist": f"harness, {n} clouds, -n 4 --dist loadgroup",
+            "inproc": f"harness, {n} clouds, one process",
+            "floor": f"bare SDK, {n} clouds at once in threads",
+        }
+        for name, (wall, cpu, requests_) in fleet.items():
+            per_cloud = cpu / (1 if name == "one" else n)
+            print(f"fleet {name:<6} {wall:6.2f} s wall, CPU {cpu:5.2f} s ({per_cloud:.2f} s per "
+                  f"cloud), {requests_} requests (busiest process)  [{what[name]}]")  # fmt: skip
+
+        def vs(a: str, b: str) -> str:
+            return f"{a}/{b} {fleet[a][0] / fleet[b][0]:.2f}"
+
+        print(f"fleet ratios: {vs('xdist', 'one')}, {vs('inproc', 'one')} (target <= 3); "
+              f"{vs('xdist', 'floor')}, {vs('inproc', 'floor')} (1.00 = all the shared cloud "
+              "allows)")  # fmt: skip
     return 0
 
 

@@ -13,6 +13,7 @@ name when the create response never arrived.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -178,6 +179,7 @@ class Lifecycle:
         run_id: str,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: retry.Sleep = time.sleep,
+        stop: threading.Event | None = None,
     ) -> None:
         self.conn = conn
         self.settings = settings
@@ -189,6 +191,8 @@ class Lifecycle:
         self.server_id: str | None = None
         self._monotonic = monotonic
         self._sleep = sleep
+        # Set when the run is interrupted: stop booting, but still delete (cleanup ignores it).
+        self._stop = stop
         self._retry = retry.idempotent(sleep)
         self._created_at: float | None = None
         self._create_attempted = False
@@ -315,6 +319,8 @@ class Lifecycle:
         }
         if self.settings.availability_zone:
             attrs["availability_zone"] = self.settings.availability_zone
+        if self._stop is not None and self._stop.is_set():
+            raise CheckFailed(f"{self.cloud}: run interrupted before the create of {self.name}")
         self._created_at = self._monotonic()
         self._create_attempted = True
 
@@ -353,7 +359,16 @@ class Lifecycle:
                     f"still {server.status}/{server.task_state or '-'} "
                     f"{self.settings.boot_timeout:g} s after create (boot_timeout)",
                 )
-            self._sleep(min(self.settings.poll_interval, deadline - now))
+            self._pause(min(self.settings.poll_interval, deadline - now), server)
+
+    def _pause(self, seconds: float, server: Server) -> None:
+        if self._stop is None:
+            self._sleep(seconds)
+        elif self._stop.wait(seconds):
+            raise self._failure(
+                server,
+                f"was {server.status}/{server.task_state or '-'} when the run was interrupted",
+            )
 
     def _verify(self, server: Server, resolved: _Resolved) -> None:
         problems = []

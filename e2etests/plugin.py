@@ -3,7 +3,8 @@
 Every test that asks for the ``cloud`` fixture runs once per selected cloud, with the cloud
 id as test id, so ``pytest -k cluster42`` runs one cluster. Each parameter carries
 ``xdist_group(<cloud id>)``: under ``-n N --dist loadgroup`` a cloud's tests share one
-worker and so one connection.
+worker and so one connection. Tests marked ``e2e_ahead`` start their checks before their
+turn (see :mod:`e2etests.ahead`), so a worker's clouds boot side by side.
 
 The plugin does nothing until a test asks for ``cloud``: the harness's own unit tests run
 without any clouds.yaml.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import gc
 import re
 import secrets
 import signal
@@ -26,18 +28,28 @@ import openstack.connection
 import pytest
 
 from e2etests import config as e2e_config
+from e2etests.ahead import Ahead, Job, queued_items
 from e2etests.config import CloudSettings, CloudTarget
 from e2etests.errors import ConfigError
 from e2etests.lifecycle import NAME_PREFIX
 from e2etests.redact import message, redact, redact_line
 
-__all__ = ["Cloud", "E2EReport", "new_run_id", "parse_drained_at", "parse_run_id"]
+__all__ = [
+    "AheadFactory",
+    "Cloud",
+    "E2EReport",
+    "configured_run_id",
+    "new_run_id",
+    "parse_drained_at",
+    "parse_run_id",
+]
 
 _PARAM = "_e2e_cloud"
 _RUN_ID_KEY = pytest.StashKey[str]()
 _TARGETS_KEY = pytest.StashKey["list[CloudTarget] | ConfigError"]()
 _CLOUDS_KEY = pytest.StashKey[dict[str, "Cloud"]]()
 _USAGE_ERROR_KEY = pytest.StashKey[str]()
+_AHEAD_KEY = pytest.StashKey[Ahead]()
 _WORKER_RUN_ID = "e2e_run_id"
 _WORKER_USAGE_ERROR = "e2e_usage_error"
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}")
@@ -99,6 +111,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="ID",
         help="id of this run, part of every resource name (e2e-<id>-...); default: generated",
     )
+    group.addoption(
+        "--concurrent-boots",
+        dest="e2e_concurrent_boots",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="lifecycle checks in flight at once per process, each on its own cloud "
+        "(default: 8; 1 runs them one after another)",
+    )
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}")
+    return number
 
 
 # -- configuration and xdist ----------------------------------------------------------------
@@ -148,6 +179,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "e2e_check(name): check name reported for this test (default: its name)"
     )
+    config.addinivalue_line(
+        "markers",
+        "e2e_ahead(factory): factory(cloud, config) gives the job the e2e_ahead fixture runs, "
+        "started early for queued tests (None: the test will skip)",
+    )
     # The SDK warns about its own internals on every call; operators can act on none of it.
     config.addinivalue_line("filterwarnings", r"ignore::DeprecationWarning:openstack\.")
     config.addinivalue_line("filterwarnings", r"ignore::PendingDeprecationWarning:openstack\.")
@@ -156,6 +192,7 @@ def pytest_configure(config: pytest.Config) -> None:
         workerinput.get(_WORKER_RUN_ID) or config.getoption("e2e_run_id") or new_run_id()
     )
     config.stash[_CLOUDS_KEY] = {}
+    config.stash[_AHEAD_KEY] = Ahead(config.getoption("e2e_concurrent_boots"))
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "e2etests-xdist")
     if workerinput:
@@ -251,7 +288,19 @@ def pytest_collection_modifyitems(
             item.user_properties.append(("e2e_check", check_name(item)))
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(_PARAM in getattr(item, "fixturenames", ()) for item in session.items):
+        # What is alive after collection (the SDK's classes, mostly) lives until exit;
+        # keeping it out of every later garbage collection saves about 0.25 s of CPU per
+        # process, a third of a one-cloud run (bench/bench_lifecycle.py).
+        gc.freeze()
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    ahead = session.config.stash.get(_AHEAD_KEY, None)
+    if ahead is not None:
+        ahead.close()  # before the connections close: running checks still delete
     for cloud in session.config.stash.get(_CLOUDS_KEY, {}).values():
         cloud.close()
     message = session.config.stash.get(_USAGE_ERROR_KEY, None)
@@ -276,6 +325,7 @@ class Cloud:
         self.target = target
         self._conn: openstack.connection.Connection | None = None
         self._error: str | None = None
+        self._lock = threading.Lock()  # checks started ahead connect from their threads
 
     def __repr__(self) -> str:
         return f"Cloud({self.id!r})"
@@ -303,15 +353,23 @@ class Cloud:
     @property
     def conn(self) -> openstack.connection.Connection:
         __tracebackhide__ = True
-        if self._error is None and self._conn is None:
-            try:
-                self._conn = e2e_config.connect(self.target)
-            except e2e_config.CloudUnavailable as exc:
-                self._error = str(exc)
-        if self._error is not None:
-            pytest.fail(self._error, pytrace=False)
-        assert self._conn is not None
-        return self._conn
+        try:
+            return self.connect()
+        except e2e_config.CloudUnavailable as exc:
+            pytest.fail(str(exc), pytrace=False)
+
+    def connect(self) -> openstack.connection.Connection:
+        """``conn`` outside a test: raises ``CloudUnavailable`` with the one-line reason."""
+        with self._lock:
+            if self._error is None and self._conn is None:
+                try:
+                    self._conn = e2e_config.connect(self.target)
+                except e2e_config.CloudUnavailable as exc:
+                    self._error = str(exc)
+            if self._error is not None:
+                raise e2e_config.CloudUnavailable(self._error)
+            assert self._conn is not None
+            return self._conn
 
     def close(self) -> None:
         if self._conn is not None:
@@ -322,13 +380,16 @@ class Cloud:
 # -- fixtures -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def _e2e_cloud(request: pytest.FixtureRequest) -> Cloud:
-    target: CloudTarget = request.param
-    registry = request.config.stash[_CLOUDS_KEY]
+def _cloud_of(config: pytest.Config, target: CloudTarget) -> Cloud:
+    registry = config.stash[_CLOUDS_KEY]
     if target.id not in registry:
         registry[target.id] = Cloud(target)
     return registry[target.id]
+
+
+@pytest.fixture(scope="session")
+def _e2e_cloud(request: pytest.FixtureRequest) -> Cloud:
+    return _cloud_of(request.config, request.param)
 
 
 @pytest.fixture(scope="session")
@@ -337,10 +398,15 @@ def cloud(_e2e_cloud: Cloud) -> Cloud:
     return _e2e_cloud
 
 
+def configured_run_id(config: pytest.Config) -> str:
+    """Id of this run, shared by every xdist worker (``--run-id``, else generated)."""
+    return config.stash[_RUN_ID_KEY]
+
+
 @pytest.fixture(scope="session")
 def run_id(request: pytest.FixtureRequest) -> str:
     """Id of this run, shared by every xdist worker (``--run-id``, else generated)."""
-    return request.config.stash[_RUN_ID_KEY]
+    return configured_run_id(request.config)
 
 
 @pytest.fixture(scope="session")
@@ -374,6 +440,10 @@ class E2EReport:
         merged = dict(self._get("e2e_phases") or {})
         merged.update({k: round(float(v), 3) for k, v in seconds.items()})
         self._set("e2e_phases", merged)
+
+    def duration(self, seconds: float) -> None:
+        """The check's wall time when it ran outside the test's call (started ahead)."""
+        self._set("e2e_duration", round(float(seconds), 3))
 
     def culprit(self, line: str, evidence: Sequence[str] = ()) -> None:
         """Record what is broken (one line) and the evidence lines, without failing."""
@@ -417,3 +487,44 @@ def e2e_cleanup() -> Iterator[Callable[[Callable[[], None]], None]]:
             errors.append(message(exc))
     if errors:
         pytest.fail("cleanup failed: " + "\n".join(errors), pytrace=False)
+
+
+#: Marker argument of ``e2e_ahead``: the job for one cloud, or None when the test will skip.
+AheadFactory = Callable[[Cloud, pytest.Config], Job | None]
+
+
+def _ahead_job(item: pytest.Item) -> Job | None:
+    marker = item.get_closest_marker("e2e_ahead")
+    callspec = getattr(item, "callspec", None)
+    target = callspec.params.get(_PARAM) if callspec is not None else None
+    if marker is None or not isinstance(target, CloudTarget):
+        return None
+    if item.get_closest_marker("skip") is not None:
+        return None
+    factory: AheadFactory = marker.args[0]
+    return factory(_cloud_of(item.config, target), item.config)
+
+
+@pytest.fixture
+def e2e_ahead(request: pytest.FixtureRequest) -> Callable[[], object]:
+    """Result of this test's ``e2e_ahead`` job (None: the factory gave no job).
+
+    Calling it first starts the jobs of the tests queued behind this one on this process
+    (``--concurrent-boots`` at a time), then waits for this test's own.
+    """
+    item = request.node
+    ahead = request.config.stash[_AHEAD_KEY]
+
+    def result() -> object:
+        own = _ahead_job(item)
+        if own is None:
+            return None
+        future = ahead.submit(item.nodeid, own)
+        for other in queued_items(item):
+            if not ahead.started(other.nodeid):
+                job = _ahead_job(other)
+                if job is not None:
+                    ahead.submit(other.nodeid, job)
+        return future.result()
+
+    return result

@@ -21,7 +21,6 @@ from typing import TypeVar
 import keystoneauth1.exceptions
 import openstack.exceptions
 import tenacity
-from slack_sdk.errors import SlackApiError
 
 __all__ = [
     "TRANSIENT_HTTP_STATUSES",
@@ -63,6 +62,9 @@ def is_transient(exc: BaseException) -> bool:
 
 def is_slack_transient(exc: BaseException) -> bool:
     """5xx answers and connection-level failures of the Slack API; anything else is not."""
+    # Imported here: every pytest process loads this module, few of them post to Slack.
+    from slack_sdk.errors import SlackApiError
+
     if isinstance(exc, SlackApiError):
         status = getattr(exc.response, "status_code", 0) or 0
         return int(status) >= 500

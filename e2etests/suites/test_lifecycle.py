@@ -2,47 +2,84 @@
 
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
+import threading
+import time
 from collections.abc import Callable
 
 import pytest
 
-from e2etests.lifecycle import CheckFailed, Lifecycle, server_name
-from e2etests.plugin import Cloud, E2EReport
+from e2etests.config import CloudUnavailable
+from e2etests.lifecycle import NAME_PREFIX, CheckFailed, Lifecycle, server_name
+from e2etests.plugin import Cloud, E2EReport, configured_run_id
+from e2etests.redact import message
 
 
-@pytest.mark.e2e_check("lifecycle")
-def test_lifecycle(
-    cloud: Cloud,
-    run_id: str,
-    run_prefix: str,
-    e2e_report: E2EReport,
-    e2e_cleanup: Callable[[Callable[[], None]], None],
-    drained_at: dt.datetime | None,
-) -> None:
-    """Create a server, see it ACTIVE and running as requested, delete it, see it gone."""
-    if drained_at is not None and cloud.settings.mq:
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What one lifecycle check found; the server is deleted by the time it exists."""
+
+    phases: dict[str, float]
+    seconds: float
+    failure: CheckFailed | None = None
+    cleanup_error: str | None = None
+
+
+def lifecycle_job(
+    cloud: Cloud, config: pytest.Config
+) -> Callable[[threading.Event], Outcome] | None:
+    """The check of ``cloud``, to run in a worker thread (see ``e2etests.ahead``)."""
+    if config.getoption("e2e_drained_at") is not None and cloud.settings.mq:
         # After a drain, the mq.canary check runs this same lifecycle, but only once the
         # services are back, within the post-drain deadline and with the cause attached.
         # Booting here too would double the wait on a broken cloud, and a boot fired while
         # nova-compute is still reported down fails with NoValidHost: a false red.
+        return None
+    run_id = configured_run_id(config)
+
+    def job(stop: threading.Event) -> Outcome:
+        started = time.monotonic()
+        try:
+            conn = cloud.connect()
+        except CloudUnavailable as exc:
+            return Outcome({}, time.monotonic() - started, CheckFailed(str(exc)))
+        check = Lifecycle(
+            conn,
+            cloud.settings,
+            cloud=cloud.id,
+            name=server_name(f"{NAME_PREFIX}{run_id}-", cloud.slug),
+            run_id=run_id,
+            stop=stop,
+        )
+        failure: CheckFailed | None = None
+        cleanup_error: str | None = None
+        try:
+            check.run()
+        except CheckFailed as exc:
+            failure = exc
+        finally:
+            # Deletes by id, or by the unique name when the create response was lost.
+            try:
+                check.cleanup()
+            except Exception as exc:
+                cleanup_error = message(exc)
+            check.close()
+        return Outcome(dict(check.phases), time.monotonic() - started, failure, cleanup_error)
+
+    return job
+
+
+@pytest.mark.e2e_check("lifecycle")
+@pytest.mark.e2e_ahead.with_args(lifecycle_job)
+def test_lifecycle(cloud: Cloud, e2e_ahead: Callable[[], object], e2e_report: E2EReport) -> None:
+    """Create a server, see it ACTIVE and running as requested, delete it, see it gone."""
+    outcome = e2e_ahead()
+    if outcome is None:
         pytest.skip("after a drain, mq.canary runs the lifecycle check")
-    check = Lifecycle(
-        cloud.conn,
-        cloud.settings,
-        cloud=cloud.id,
-        name=server_name(run_prefix, cloud.slug),
-        run_id=run_id,
-    )
-    # Registered before the create: teardown then deletes whatever the run left, by id
-    # or, if the create response was lost, by the unique name.
-    e2e_cleanup(check.close)
-    e2e_cleanup(check.cleanup)
-    failure: CheckFailed | None = None
-    try:
-        check.run()
-    except CheckFailed as exc:
-        failure = exc  # failed outside the handler, so the report is not a chained traceback
-    e2e_report.phases(check.phases)
-    if failure is not None:
-        e2e_report.fail(failure.culprit, failure.evidence)
+    assert isinstance(outcome, Outcome)
+    e2e_report.phases(outcome.phases)
+    e2e_report.duration(outcome.seconds)
+    if outcome.failure is not None:
+        e2e_report.fail(outcome.failure.culprit, outcome.failure.evidence)
+    if outcome.cleanup_error is not None:
+        pytest.fail(f"{cloud.id}: cleanup failed: {outcome.cleanup_error}", pytrace=False)

@@ -71,11 +71,13 @@ def run_suite(
     return proc, cases
 
 
-def start_suite(minicloud: Minicloud, run_id: str, **popen: Any) -> subprocess.Popen[str]:
-    """The lifecycle suite on minicloud-a in the background, for tests that interrupt it."""
+def start_suite(
+    minicloud: Minicloud, run_id: str, *args: str, **popen: Any
+) -> subprocess.Popen[str]:
+    """The lifecycle suite in the background (with ``args``), for tests that interrupt it."""
     command = [sys.executable, "-m", "pytest", SUITE, "-p", "no:cacheprovider"]
     return subprocess.Popen(
-        [*command, "--run-id", run_id, "-k", "minicloud-a"],
+        [*command, "--run-id", run_id, *args],
         cwd=ROOT,
         env=_env(minicloud.clouds_yaml),
         text=True,
@@ -93,8 +95,10 @@ def conn_a(minicloud: Minicloud, monkeypatch: pytest.MonkeyPatch) -> Iterator[An
     conn.close()
 
 
-def servers_of_run(conn: openstack.connection.Connection, run_id: str) -> list[Any]:
-    return [s for s in conn.compute.servers(name=f"^e2e-{run_id}-")]
+def servers_of_run(
+    conn: openstack.connection.Connection, run_id: str, all_projects: bool = False
+) -> list[Any]:
+    return list(conn.compute.servers(name=f"^e2e-{run_id}-", all_projects=all_projects))
 
 
 def wait_for(what: str, check: Any, timeout: float, interval: float = 0.2) -> Any:
@@ -170,18 +174,19 @@ def test_a_broken_cloud_fails_alone_with_one_line(
     wrong = "wrong-" + secrets.token_hex(4)
     data["clouds"] = {
         "minicloud-a": good,
-        "zz-wrong-password": _variant(good, auth__password=wrong),
+        "zz-wrong-login": _variant(good, auth__password=wrong),
         "zz-missing-flavor": _variant(good, e2etests__flavor="no-such-flavor"),
     }
     clouds_yaml = tmp_path / "clouds.yaml"
     clouds_yaml.write_text(yaml.safe_dump(data))
+    # The name avoids "password": "<cloud>-password: ..." reads as a secret and is masked.
     proc, cases = run_suite(clouds_yaml, tmp_path)
     assert proc.returncode == 1
     assert cases["minicloud-a"]["outcome"] == "passed"
-    assert cases["zz-wrong-password"]["outcome"] == "failed"
+    assert cases["zz-wrong-login"]["outcome"] == "failed"
     assert cases["zz-missing-flavor"]["outcome"] == "failed"
     assert (
-        "zz-wrong-password: cannot connect: keystone at http://127.0.0.1:25000/v3 "
+        "zz-wrong-login: cannot connect: keystone at http://127.0.0.1:25000/v3 "
         "rejected the credentials (HTTP 401)"
     ) in proc.stdout.splitlines()
     assert cases["zz-missing-flavor"]["e2e_culprit"] == (
@@ -192,13 +197,21 @@ def test_a_broken_cloud_fails_alone_with_one_line(
     assert real_password not in output
 
 
-def test_sigterm_mid_boot_still_deletes_the_server(
-    minicloud: Minicloud, tmp_path: pathlib.Path, conn_a: Any
+@pytest.mark.parametrize(
+    ("clouds", "servers"), [(("-k", "minicloud-a"), 1), ((), 2)], ids=["one-cloud", "two-ahead"]
+)
+def test_sigterm_mid_boot_still_deletes_every_server(
+    minicloud: Minicloud, conn_a: Any, clouds: tuple[str, ...], servers: int
 ) -> None:
+    """With two clouds, the first item starts the second's check too: two boots at once."""
     run_id = _run_id()
-    proc = start_suite(minicloud, run_id, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = start_suite(minicloud, run_id, *clouds, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def booting() -> bool:
+        return len(servers_of_run(conn_a, run_id, all_projects=True)) == servers
+
     try:
-        wait_for("the lifecycle server", lambda: servers_of_run(conn_a, run_id), timeout=60)
+        wait_for("the lifecycle servers", booting, timeout=60, interval=0.1)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=120)
     finally:
@@ -206,7 +219,7 @@ def test_sigterm_mid_boot_still_deletes_the_server(
             proc.kill()
             proc.wait()
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out[-3000:]
-    assert servers_of_run(conn_a, run_id) == []
+    assert servers_of_run(conn_a, run_id, all_projects=True) == []
 
 
 @pytest.fixture

@@ -47,7 +47,9 @@ def test_sweeper_removes_what_a_killed_run_left_and_nothing_else(
     minicloud: Minicloud, conn_a: Any, foreign_servers: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_id = f"it-{secrets.token_hex(3)}"
-    proc = start_suite(minicloud, run_id, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_suite(
+        minicloud, run_id, "-k", "minicloud-a", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_for("the lifecycle server", lambda: servers_of_run(conn_a, run_id), timeout=60)
         proc.send_signal(signal.SIGKILL)  # no finalizer runs: the server is left behind

@@ -304,6 +304,7 @@ def test_e2e_report_records_phases_culprit_and_evidence(
         def test_reports(cloud, e2e_report):
             e2e_report.phases({"boot": 1.23456})
             e2e_report.phases({"delete": 2})
+            e2e_report.duration(3.45678)
             e2e_report.fail("compute.host has 0 consumers", ["queue compute.host", "since 12:00"])
         """
     )
@@ -314,6 +315,7 @@ def test_e2e_report_records_phases_culprit_and_evidence(
     (line,) = _lines(suite / "props.jsonl")
     props = dict(line["props"])
     assert props["e2e_phases"] == {"boot": 1.235, "delete": 2.0}
+    assert props["e2e_duration"] == 3.457
     assert props["e2e_culprit"] == "compute.host has 0 consumers"
     assert props["e2e_evidence"] == ["queue compute.host", "since 12:00"]
 

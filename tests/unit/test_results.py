@@ -113,6 +113,15 @@ def test_contract_culprit_and_evidence_win_over_the_crash_message() -> None:
     assert check.phases == {"boot": 2.31}
 
 
+def test_a_check_started_ahead_reports_its_own_duration() -> None:
+    # The test only waited 0.2 s: the check itself had been running for 41.5 s.
+    waited = full("t::x[a]", "a", "lifecycle", props=[("e2e_duration", 41.5)])
+    plain = full("t::x[b]", "b", "lifecycle")
+    durations = {c.cloud: c.duration for c in build_checks([*waited, *plain])}
+    assert durations["a"] == 41.5
+    assert durations["b"] == round(sum(r.duration for r in plain), 3)
+
+
 def test_interleaved_reports_of_two_tests_stay_apart() -> None:
     a = full("t::x[a]", "a", "lifecycle")
     b = full("t::x[b]", "b", "lifecycle", call="failed", longrepr=Crash("boom"))
