@@ -132,6 +132,15 @@ def services(lay: Layout, secrets: dict[str, str]) -> list[Service]:
     def api(port: str) -> Callable[[], bool]:
         return lambda: procs.http_ok(url(port, "/"))
 
+    auth = "Basic " + base64.b64encode(f"openstack:{secrets['rabbit']}".encode()).decode()
+
+    def consuming(queue: str) -> Callable[[], bool]:
+        # A nova service consumes its queue once init_host is done. Until then a restarted
+        # nova-compute still shows "up" (its last heartbeat is seconds old), yet errors out
+        # any boot scheduled to it while it starts.
+        api = url("rabbitmq-management", f"/api/queues/%2F/{queue}")
+        return lambda: procs.consumers(api, auth) > 0
+
     return [
         Service(
             "epmd",
@@ -231,9 +240,15 @@ def services(lay: Layout, secrets: dict[str, str]) -> list[Service]:
             env={"OS_NEUTRON_CONFIG_DIR": str(lay.etc / "neutron")},
             timeout=90,
         ),
-        Service("nova-conductor", nova("nova-conductor")),
-        Service("nova-scheduler", nova("nova-scheduler")),
-        Service("nova-compute", nova("nova-compute")),
+        Service("nova-conductor", nova("nova-conductor"), None, consuming("conductor")),
+        Service("nova-scheduler", nova("nova-scheduler"), None, consuming("scheduler")),
+        Service(
+            "nova-compute",
+            nova("nova-compute"),
+            None,
+            consuming(f"compute.{configs.COMPUTE_HOST}"),
+            timeout=90,
+        ),
     ]
 
 
@@ -587,7 +602,10 @@ def _deploy(lay: Layout) -> None:
             log("creating users, projects and the catalog")
             _bootstrap(lay, "identity")
         _start(lay, [table[n] for n in ("placement", "glance", "nova-api", "neutron")])
-        _start(lay, [table[n] for n in ("nova-conductor", "nova-scheduler", "nova-compute")])
+        _start(lay, [table[n] for n in ("nova-conductor", "nova-scheduler")])
+        # After the conductor consumes: a nova-compute that starts first waits out a 10 s
+        # RPC timeout before it retries.
+        _start(lay, [table["nova-compute"]])
         write_clouds_yaml(lay, secrets)
         if fresh:
             log("creating the flavor, image and network")
