@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -45,14 +49,40 @@ class Minicloud:
 
 
 @pytest.fixture(scope="session")
-def minicloud() -> Minicloud:
-    """The test cloud, brought up (or reused) once per session and worker."""
+def minicloud() -> Iterator[Minicloud]:
+    """The test cloud, brought up (or reused) once per session and worker.
+
+    Held with a lock on ``$MINICLOUD_HOME/tests.lock``: fault tests of two sessions at once
+    would break each other's cloud, so a second session waits (at most 30 min) for the first.
+    """
     env = os.environ.get("MINICLOUD_HOME")
     home = Path(env) if env else Path.home() / ".cache" / "e2etests-minicloud"
+    home.mkdir(parents=True, exist_ok=True)
     cloud = Minicloud(home=home, clouds_yaml=home / "clouds.yaml")
-    try:
-        cloud.run("up", timeout=900)
-        cloud.wait_healthy()  # an earlier session may have left it recovering
-    except (RuntimeError, subprocess.TimeoutExpired) as exc:
-        pytest.fail(f"the test cloud did not come up: {exc}", pytrace=False)
-    return cloud
+    with (home / "tests.lock").open("a+") as lock:
+        _lock(lock, timeout=1800)
+        try:
+            cloud.run("up", timeout=900)
+            cloud.wait_healthy()  # an earlier session may have left it recovering
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:
+            pytest.fail(f"the test cloud did not come up: {exc}", pytrace=False)
+        yield cloud
+
+
+def _lock(lock: IO[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    announced = False
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                pytest.fail(
+                    f"another test session held {lock.name} for {timeout:.0f} s", pytrace=False
+                )
+            if not announced:
+                print(f"waiting for another test session using the test cloud ({lock.name})")
+                announced = True
+            time.sleep(1)
+        else:
+            return
