@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import pytest
@@ -26,27 +26,58 @@ Job = Callable[[threading.Event], object]
 
 
 class Ahead:
-    """At most ``limit`` jobs at once, each started once per key."""
+    """At most ``limit`` jobs at once, each started once per key.
+
+    A job belongs to a group (its cloud): :meth:`settle` lets another item of that cloud
+    wait until the cloud's job is done, so a cloud never runs two checks at once.
+    """
 
     def __init__(self, limit: int) -> None:
         self.stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=max(1, limit), thread_name_prefix="e2e")
         self._futures: dict[str, Future[object]] = {}
+        self._groups: dict[str, list[str]] = {}
+        self._read: set[str] = set()
+        self._claimed: set[str] = set()
         self._lock = threading.Lock()
 
-    def started(self, key: str) -> bool:
-        return key in self._futures
+    def claim(self, key: str) -> bool:
+        """True the first time only: whether to consider starting ``key`` at all."""
+        with self._lock:
+            first = key not in self._claimed
+            self._claimed.add(key)
+            return first
 
-    def submit(self, key: str, job: Job) -> Future[object]:
+    def submit(self, key: str, job: Job, group: str = "") -> Future[object]:
         with self._lock:
             if key not in self._futures:
                 if self.stop.is_set():
                     raise RuntimeError("the run is stopping")
                 self._futures[key] = self._pool.submit(job, self.stop)
+                self._groups.setdefault(group, []).append(key)
             return self._futures[key]
 
-    def close(self) -> None:
-        """Stop: queued jobs never start, running ones stop waiting and clean up."""
+    def result(self, key: str) -> object:
+        """The job's result (or its exception), waiting for it; marks it as reported."""
+        future = self._futures[key]
+        self._read.add(key)
+        return future.result()
+
+    def settle(self, group: str, but: str = "") -> None:
+        """Wait until every job of ``group`` other than ``but`` has finished.
+
+        Unbounded here, bounded by the jobs: each one's waits have their own deadlines.
+        """
+        with self._lock:
+            pending = [self._futures[k] for k in self._groups.get(group, ()) if k != but]
+        wait(pending)
+
+    def close(self) -> list[tuple[str, object]]:
+        """Stop: queued jobs never start, running ones stop waiting and clean up.
+
+        Returns what finished jobs nobody asked for produced (a result or the exception),
+        so that the caller can still say if one of them left something behind.
+        """
         self.stop.set()
         with self._lock:
             for future in self._futures.values():
@@ -54,6 +85,13 @@ class Ahead:
         # A second Ctrl-C interrupts this wait, not the jobs: the interpreter still joins
         # the pool's threads before it exits, so their deletes finish.
         self._pool.shutdown(wait=True)
+        unread = []
+        for key, future in self._futures.items():
+            if key in self._read or future.cancelled():
+                continue
+            error = future.exception()
+            unread.append((key, error if error is not None else future.result()))
+        return unread
 
 
 def queued_items(item: pytest.Item) -> list[pytest.Item]:

@@ -18,6 +18,7 @@ import gc
 import re
 import secrets
 import signal
+import sys
 import threading
 import types
 import warnings
@@ -32,7 +33,7 @@ from e2etests.ahead import Ahead, Job, queued_items
 from e2etests.config import CloudSettings, CloudTarget
 from e2etests.errors import ConfigError
 from e2etests.lifecycle import NAME_PREFIX
-from e2etests.redact import message, redact, redact_line
+from e2etests.redact import describe, message, redact, redact_line
 
 __all__ = [
     "AheadFactory",
@@ -300,7 +301,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     ahead = session.config.stash.get(_AHEAD_KEY, None)
     if ahead is not None:
-        ahead.close()  # before the connections close: running checks still delete
+        # Before the connections close: running checks still delete.
+        _report_unread(session.config, ahead.close())
     for cloud in session.config.stash.get(_CLOUDS_KEY, {}).values():
         cloud.close()
     message = session.config.stash.get(_USAGE_ERROR_KEY, None)
@@ -493,16 +495,28 @@ def e2e_cleanup() -> Iterator[Callable[[Callable[[], None]], None]]:
 AheadFactory = Callable[[Cloud, pytest.Config], Job | None]
 
 
-def _ahead_job(item: pytest.Item) -> Job | None:
-    marker = item.get_closest_marker("e2e_ahead")
+def _target_of(item: pytest.Item) -> CloudTarget | None:
     callspec = getattr(item, "callspec", None)
     target = callspec.params.get(_PARAM) if callspec is not None else None
-    if marker is None or not isinstance(target, CloudTarget):
-        return None
-    if item.get_closest_marker("skip") is not None:
+    return target if isinstance(target, CloudTarget) else None
+
+
+def _ahead_job(item: pytest.Item) -> Job | None:
+    marker = item.get_closest_marker("e2e_ahead")
+    target = _target_of(item)
+    if marker is None or target is None or item.get_closest_marker("skip") is not None:
         return None
     factory: AheadFactory = marker.args[0]
     return factory(_cloud_of(item.config, target), item.config)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    target = _target_of(item)
+    if target is not None:
+        # A check started ahead for this cloud finishes before the cloud's next test: two
+        # boots at once could hit a small quota, and both would share one connection.
+        item.config.stash[_AHEAD_KEY].settle(target.id, but=item.nodeid)
 
 
 @pytest.fixture
@@ -514,17 +528,40 @@ def e2e_ahead(request: pytest.FixtureRequest) -> Callable[[], object]:
     """
     item = request.node
     ahead = request.config.stash[_AHEAD_KEY]
+    # Work stealing moves queued tests to other workers: a check started here would run twice.
+    look_ahead = request.config.getoption("dist", "no") != "worksteal"
 
     def result() -> object:
         own = _ahead_job(item)
-        if own is None:
+        target = _target_of(item)
+        if own is None or target is None:
             return None
-        future = ahead.submit(item.nodeid, own)
-        for other in queued_items(item):
-            if not ahead.started(other.nodeid):
-                job = _ahead_job(other)
-                if job is not None:
-                    ahead.submit(other.nodeid, job)
-        return future.result()
+        ahead.submit(item.nodeid, own, group=target.id)
+        for other in queued_items(item) if look_ahead else ():
+            other_target = _target_of(other)
+            if other_target is None or not ahead.claim(other.nodeid):
+                continue
+            job = _ahead_job(other)
+            if job is not None:
+                ahead.submit(other.nodeid, job, group=other_target.id)
+        return ahead.result(item.nodeid)
 
     return result
+
+
+def _report_unread(config: pytest.Config, unread: Sequence[tuple[str, object]]) -> None:
+    """One line per check that ran ahead, was never reported, and may have left a server."""
+    lines = []
+    for nodeid, value in unread:
+        if isinstance(value, BaseException):
+            lines.append(f"{nodeid}: check started ahead crashed: {describe(value)}")
+        elif cleanup_error := getattr(value, "cleanup_error", None):
+            lines.append(f"{nodeid}: cleanup failed: {redact_line(str(cleanup_error))}")
+    if lines:
+        lines.append("a server may be left behind: run `e2etests sweep`")
+    terminal = config.pluginmanager.get_plugin("terminalreporter")
+    for line in lines:
+        if terminal is not None:
+            terminal.write_line(f"e2etests: {line}", red=True)
+        else:
+            sys.stderr.write(f"e2etests: {line}\n")

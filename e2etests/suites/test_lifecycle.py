@@ -79,7 +79,8 @@ def test_lifecycle(cloud: Cloud, e2e_ahead: Callable[[], object], e2e_report: E2
     assert isinstance(outcome, Outcome)
     e2e_report.phases(outcome.phases)
     e2e_report.duration(outcome.seconds)
+    cleanup = [f"cleanup failed: {outcome.cleanup_error}"] if outcome.cleanup_error else []
     if outcome.failure is not None:
-        e2e_report.fail(outcome.failure.culprit, outcome.failure.evidence)
-    if outcome.cleanup_error is not None:
-        pytest.fail(f"{cloud.id}: cleanup failed: {outcome.cleanup_error}", pytrace=False)
+        e2e_report.fail(outcome.failure.culprit, [*outcome.failure.evidence, *cleanup])
+    if cleanup:
+        e2e_report.fail(f"{cloud.id}: {cleanup[0]}")

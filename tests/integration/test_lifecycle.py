@@ -198,12 +198,14 @@ def test_a_broken_cloud_fails_alone_with_one_line(
 
 
 @pytest.mark.parametrize(
-    ("clouds", "servers"), [(("-k", "minicloud-a"), 1), ((), 2)], ids=["one-cloud", "two-ahead"]
+    ("clouds", "servers"),
+    [(("-k", "minicloud-a"), 1), ((), 2), (("-n", "2", "--dist", "loadgroup"), 2)],
+    ids=["one-cloud", "two-ahead", "xdist"],
 )
 def test_sigterm_mid_boot_still_deletes_every_server(
     minicloud: Minicloud, conn_a: Any, clouds: tuple[str, ...], servers: int
 ) -> None:
-    """With two clouds, the first item starts the second's check too: two boots at once."""
+    """Two clouds: the first item starts the second's check too (each its own, under xdist)."""
     run_id = _run_id()
     proc = start_suite(minicloud, run_id, *clouds, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 

@@ -28,8 +28,8 @@ def test_a_key_runs_once_and_the_limit_holds() -> None:
         time.sleep(0.05)
         with lock:
             running[0] -= 1
-        calls.append(1)
-        return len(calls)
+            calls.append(1)
+            return len(calls)
 
     futures = [ahead.submit(f"k{i % 4}", job) for i in range(8)]
     assert {id(f) for f in futures} == {id(f) for f in futures[:4]}
@@ -66,6 +66,37 @@ def test_close_stops_running_jobs_drops_queued_ones_and_waits() -> None:
         ahead.submit("c", never)
 
 
+def test_settle_waits_for_the_other_jobs_of_a_group_only() -> None:
+    ahead = Ahead(4)
+    release = threading.Event()
+    ahead.submit("lifecycle[a]", lambda stop: release.wait(5), group="a")
+    ahead.submit("other[b]", lambda stop: release.wait(5), group="b")
+    started = time.monotonic()
+    ahead.settle("b", but="other[b]")  # its own job is not waited for
+    ahead.settle("c")  # no job at all
+    assert time.monotonic() - started < 1
+    threading.Timer(0.3, release.set).start()
+    ahead.settle("a")
+    assert time.monotonic() - started >= 0.3
+    ahead.close()
+
+
+def test_close_hands_back_what_nobody_read() -> None:
+    ahead = Ahead(2)
+
+    def crash(stop: threading.Event) -> object:
+        raise ValueError("boom")
+
+    ahead.submit("read", lambda stop: "seen")
+    ahead.submit("unread", lambda stop: "left")
+    ahead.submit("crashed", crash)
+    assert ahead.result("read") == "seen"
+    unread = dict(ahead.close())
+    assert set(unread) == {"unread", "crashed"}
+    assert unread["unread"] == "left"
+    assert isinstance(unread["crashed"], ValueError)
+
+
 # -- through the plugin ---------------------------------------------------------------------
 
 SUITE = """
@@ -84,7 +115,9 @@ def factory(cloud, config):
         with LOCK:
             RUNNING[0] += 1
             PEAK[0] = max(PEAK[0], RUNNING[0])
+        (OUT.parent / f"started-{cloud.id}").touch()
         time.sleep(0.5)
+        (OUT.parent / f"done-{cloud.id}").touch()
         with LOCK:
             RUNNING[0] -= 1
             line = {"pid": os.getpid(), "cloud": cloud.id, "peak": PEAK[0],
@@ -102,6 +135,19 @@ def test_check(cloud, e2e_ahead):
     assert result == cloud.id
 """
 
+# Sorts before test_suite.py: with clouds a session-scoped parameter, pytest runs each
+# cloud's tests together, so this runs for beta after test_check[alpha] started beta's job.
+OTHER = """
+import os, pathlib
+
+OUT = pathlib.Path(os.environ["E2E_TEST_OUT"])
+
+def test_another_check_of_the_cloud(cloud):
+    if (OUT / f"started-{cloud.id}").exists():
+        assert (OUT / f"done-{cloud.id}").exists(), "ran while the cloud's check still ran"
+        (OUT / f"waited-{cloud.id}").touch()
+"""
+
 
 @pytest.fixture
 def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
@@ -111,11 +157,13 @@ def suite(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pathlib
     auth = {"auth_url": "http://127.0.0.1:9/v3", "username": "u", "password": "pw"}
     entry = {"auth": auth, "e2etests": {"flavor": "f", "image": "i"}}
     names = ["alpha", "beta", "delta", "gamma", "skipped"]
+    clouds: dict[str, object] = {n: entry for n in names}
+    clouds["maintenance"] = {**entry, "e2etests": {"flavor": "f", "image": "i", "skip": "why"}}
     path = pytester.path / "clouds.yaml"
-    path.write_text(yaml.safe_dump({"clouds": {n: entry for n in names}}))
+    path.write_text(yaml.safe_dump({"clouds": clouds}))
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
     monkeypatch.setenv("E2E_TEST_OUT", str(pytester.path))
-    pytester.makepyfile(test_suite=SUITE)
+    pytester.makepyfile(test_suite=SUITE, test_a_other=OTHER)
     return pytester.path / "jobs.jsonl"
 
 
@@ -126,8 +174,9 @@ def _jobs(path: pathlib.Path) -> list[dict[str, object]]:
 def test_the_first_item_starts_every_queued_check(
     pytester: pytest.Pytester, suite: pathlib.Path
 ) -> None:
-    pytester.runpytest_subprocess().assert_outcomes(passed=4, skipped=1)
+    pytester.runpytest_subprocess("test_suite.py").assert_outcomes(passed=4, skipped=2)
     jobs = _jobs(suite)
+    # Not "skipped" (its factory gave no job) nor "maintenance" (skip: in its block).
     assert sorted(str(j["cloud"]) for j in jobs) == ["alpha", "beta", "delta", "gamma"]
     assert max(int(str(j["peak"])) for j in jobs) == 4
     assert all(str(j["thread"]).startswith("e2e") for j in jobs)
@@ -136,7 +185,9 @@ def test_the_first_item_starts_every_queued_check(
 def test_concurrent_boots_bounds_the_checks_in_flight(
     pytester: pytest.Pytester, suite: pathlib.Path
 ) -> None:
-    pytester.runpytest_subprocess("--concurrent-boots", "1").assert_outcomes(passed=4, skipped=1)
+    pytester.runpytest_subprocess("test_suite.py", "--concurrent-boots", "1").assert_outcomes(
+        passed=4, skipped=2
+    )
     assert max(int(str(j["peak"])) for j in _jobs(suite)) == 1
     result = pytester.runpytest_subprocess("--concurrent-boots", "0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -146,9 +197,9 @@ def test_concurrent_boots_bounds_the_checks_in_flight(
 def test_an_xdist_worker_starts_the_checks_queued_on_it(
     pytester: pytest.Pytester, suite: pathlib.Path
 ) -> None:
-    pytester.runpytest_subprocess("-n", "2", "--dist", "loadgroup").assert_outcomes(
-        passed=4, skipped=1
-    )
+    pytester.runpytest_subprocess(
+        "test_suite.py", "-n", "2", "--dist", "loadgroup"
+    ).assert_outcomes(passed=4, skipped=2)
     peaks: dict[object, int] = {}
     for job in _jobs(suite):
         peaks[job["pid"]] = max(peaks.get(job["pid"], 0), int(str(job["peak"])))
@@ -156,3 +207,42 @@ def test_an_xdist_worker_starts_the_checks_queued_on_it(
     # Each worker holds the next group before it runs the current one, so at least two
     # of its checks overlap; without the lookahead every peak would be 1.
     assert all(peak >= 2 for peak in peaks.values()), peaks
+
+
+def test_a_cloud_never_runs_two_checks_at_once(
+    pytester: pytest.Pytester, suite: pathlib.Path
+) -> None:
+    pytester.runpytest_subprocess().assert_outcomes(passed=9, skipped=3)
+    waited = sorted(p.name for p in pytester.path.glob("waited-*"))
+    assert waited == ["waited-beta", "waited-delta", "waited-gamma"]
+
+
+LEAKY = """
+import types
+import pytest
+
+def factory(cloud, config):
+    def job(stop):
+        return types.SimpleNamespace(cleanup_error="delete of e2e-x timed out")
+    return job
+
+@pytest.mark.e2e_ahead.with_args(factory)
+def test_check(cloud, e2e_ahead):
+    e2e_ahead()
+    pytest.fail("the first check fails and -x stops the run")
+"""
+
+
+def test_a_check_nobody_reported_still_says_what_it_left(
+    pytester: pytest.Pytester, suite: pathlib.Path
+) -> None:
+    pytester.makepyfile(test_leaky=LEAKY)
+    result = pytester.runpytest_subprocess("test_leaky.py", "-x")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "e2etests: test_leaky.py::test_check[beta]: cleanup failed: delete of e2e-x timed out",
+            "e2etests: a server may be left behind: run `e2etests sweep`",
+        ]
+    )
+    assert "test_check[alpha]: cleanup failed" not in result.stdout.str()  # it was reported
