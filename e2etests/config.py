@@ -303,7 +303,7 @@ def connect(
     try:
         conn = openstack.connection.Connection(config=target.region_config)
         # Authenticate now so a bad cloud fails with one line before any check starts.
-        retry.idempotent(sleep)(conn.session.get_token)
+        retry.idempotent(sleep, label=target.id)(conn.session.get_token)
     except Exception as exc:
         raise CloudUnavailable(
             f"{target.id}: cannot connect: {_connect_error(exc, target)}"

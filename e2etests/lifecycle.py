@@ -193,7 +193,7 @@ class Lifecycle:
         self._sleep = sleep
         # Set when the run is interrupted: stop booting, but still delete (cleanup ignores it).
         self._stop = stop
-        self._retry = retry.idempotent(sleep)
+        self._retry = retry.idempotent(sleep, label=cloud)
         self._created_at: float | None = None
         self._create_attempted = False
         self._gone = False

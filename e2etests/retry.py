@@ -90,27 +90,35 @@ def _bounded(
     )
 
 
-def _log_retry(state: tenacity.RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    log.warning(
-        "transient failure, retrying (attempt %d of %d): %s",
-        state.attempt_number,
-        IDEMPOTENT_ATTEMPTS,
-        type(exc).__name__ if exc else "?",
-    )
+def _log_retry(label: str) -> Callable[[tenacity.RetryCallState], None]:
+    # Checks of several clouds run side by side: each line says whose call it was.
+    prefix = f"{label}: " if label else ""
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "%stransient failure, retrying (attempt %d of %d): %s",
+            prefix,
+            state.attempt_number,
+            IDEMPOTENT_ATTEMPTS,
+            type(exc).__name__ if exc else "?",
+        )
+
+    return before_sleep
 
 
-def idempotent(sleep: Sleep = time.sleep) -> tenacity.Retrying:
+def idempotent(sleep: Sleep = time.sleep, label: str = "") -> tenacity.Retrying:
     """Policy for reads, deletes and other calls that may safely run twice.
 
-    Use as ``idempotent()(conn.compute.get_server, server_id)``.
+    Use as ``idempotent()(conn.compute.get_server, server_id)``; ``label`` (a cloud id)
+    starts each retry warning.
     """
     return _bounded(
         is_transient,
         attempts=IDEMPOTENT_ATTEMPTS,
         max_delay=IDEMPOTENT_MAX_DELAY,
         sleep=sleep,
-        before_sleep=_log_retry,
+        before_sleep=_log_retry(label),
     )
 
 

@@ -95,7 +95,7 @@ def _sweep_cloud(
     now: Callable[[], dt.datetime],
     sleep: retry.Sleep,
 ) -> ExitStatus:
-    policy = retry.idempotent(sleep)
+    policy = retry.idempotent(sleep, label=target.id)
     try:
         conn = e2e_config.connect(target)
     except e2e_config.CloudUnavailable as exc:

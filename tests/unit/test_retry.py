@@ -103,6 +103,16 @@ def test_idempotent_retries_transient_failures_with_growing_waits() -> None:
     assert sleeps[0] < sleeps[1] <= 4.0
 
 
+def test_each_retry_warning_names_the_cloud(caplog: pytest.LogCaptureFixture) -> None:
+    call = Flaky([_http_error(503)])
+    assert retry.idempotent(lambda _: None, label="cluster42")(call) == "ok"
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        f"cluster42: transient failure, retrying (attempt 1 of {retry.IDEMPOTENT_ATTEMPTS}): "
+        "HttpException"
+    )
+
+
 def test_idempotent_gives_up_after_its_bound_with_the_original_error() -> None:
     sleeps: list[float] = []
     call = Flaky([_http_error(503) for _ in range(10)])
