@@ -5,9 +5,10 @@ boots take a minute each keep it busy five minutes. Each cloud's check is indepe
 every other cloud's, so when one item asks for its check, the checks of the items queued
 behind it on this process start as well, in threads, and each item waits for its own.
 
-Leak-proofing is unchanged: a job deletes what it created before it returns, and
-:meth:`Ahead.close` (run at session finish, also after Ctrl-C or SIGTERM) sets the stop
-event, drops jobs not yet started and waits for the running ones to clean up.
+One cloud still runs one check at a time: the cloud's other tests wait for its running
+job (:meth:`Ahead.settle`). No server is left behind: a job deletes what it created before
+it returns, and :meth:`Ahead.close` (at session finish, also after Ctrl-C or SIGTERM) sets
+the stop event, drops the jobs not yet started and waits for the running ones to clean up.
 """
 
 from __future__ import annotations
