@@ -40,6 +40,7 @@ __all__ = [
     "RequestLog",
     "Transition",
     "describe_server_failure",
+    "run_prefix",
     "server_name",
 ]
 
@@ -52,6 +53,11 @@ _POWER_RUNNING = 1
 _GONE_STATUSES = frozenset({"DELETED", "SOFT_DELETED"})
 # Console output is optional in Nova: these mean "this cloud's driver has none".
 _NO_CONSOLE_STATUSES = frozenset({404, 409, 501})
+
+
+def run_prefix(run_id: str) -> str:
+    """Prefix of every resource name a run creates: ``e2e-<run id>-``."""
+    return f"{NAME_PREFIX}{run_id}-"
 
 
 def server_name(run_prefix: str, cloud_slug: str) -> str:

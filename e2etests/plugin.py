@@ -32,7 +32,7 @@ from e2etests import config as e2e_config
 from e2etests.ahead import Ahead, Job, queued_items
 from e2etests.config import CloudSettings, CloudTarget
 from e2etests.errors import ConfigError
-from e2etests.lifecycle import NAME_PREFIX
+from e2etests.lifecycle import run_prefix as prefix_of_run
 from e2etests.redact import describe, message, redact, redact_line
 
 __all__ = [
@@ -414,7 +414,7 @@ def run_id(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def run_prefix(run_id: str) -> str:
     """Prefix of every resource name this run creates: ``e2e-<run id>-``."""
-    return f"{NAME_PREFIX}{run_id}-"
+    return prefix_of_run(run_id)
 
 
 @pytest.fixture(scope="session")

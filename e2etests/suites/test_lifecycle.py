@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from e2etests.config import CloudUnavailable
-from e2etests.lifecycle import NAME_PREFIX, CheckFailed, Lifecycle, server_name
+from e2etests.lifecycle import CheckFailed, Lifecycle, run_prefix, server_name
 from e2etests.plugin import Cloud, E2EReport, configured_run_id
 from e2etests.redact import message
 
@@ -47,7 +47,7 @@ def lifecycle_job(
             conn,
             cloud.settings,
             cloud=cloud.id,
-            name=server_name(f"{NAME_PREFIX}{run_id}-", cloud.slug),
+            name=server_name(run_prefix(run_id), cloud.slug),
             run_id=run_id,
             stop=stop,
         )
