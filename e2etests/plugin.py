@@ -43,6 +43,7 @@ __all__ = [
     "new_run_id",
     "parse_drained_at",
     "parse_run_id",
+    "session_runs",
 ]
 
 _PARAM = "_e2e_cloud"
@@ -296,6 +297,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         # keeping it out of every later garbage collection saves about 0.25 s of CPU per
         # process, a third of a one-cloud run (bench/bench_lifecycle.py).
         gc.freeze()
+
+
+def session_runs(session: pytest.Session, cloud_id: str, check: str) -> bool:
+    """Whether this session (this worker's collection) also runs ``check`` on the cloud."""
+    for item in session.items:
+        props = dict(item.user_properties)
+        if (props.get("e2e_cloud"), props.get("e2e_check")) == (cloud_id, check):
+            return item.get_closest_marker("skip") is None
+    return False
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -8,7 +8,8 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-SUITE = pathlib.Path(__file__).resolve().parents[2] / "e2etests" / "suites" / "test_mq.py"
+SUITES = pathlib.Path(__file__).resolve().parents[2] / "e2etests" / "suites"
+SUITE = SUITES / "test_mq.py"
 
 CLOUDS = """\
 clouds:
@@ -21,6 +22,12 @@ clouds:
       flavor: f
       image: i
       mq: {{rabbitmq: {{url: "http://127.0.0.1:9", username: m, password_file: {pw}}}, graze: 1}}
+  good:
+    auth: {{auth_url: "http://127.0.0.1:9/v3", username: u, password: p, project_name: p}}
+    e2etests:
+      flavor: f
+      image: i
+      mq: {{rabbitmq: {{url: "http://127.0.0.1:9", username: m, password_file: {pw}}}}}
 """
 
 
@@ -50,3 +57,19 @@ def test_a_bad_mq_block_is_a_one_line_error_naming_the_key(suite: pytest.Pyteste
     result.stdout.fnmatch_lines(["*clouds.yaml: clouds.typo.e2etests.mq.graze: unknown key*"])
     assert "Traceback" not in result.stdout.str()
     assert "hunter2-secret" not in result.stdout.str()
+
+
+def test_one_boot_per_cloud_the_canary_only_after_a_drain(suite: pytest.Pytester) -> None:
+    suite.makepyfile(test_lifecycle=(SUITES / "test_lifecycle.py").read_text())
+    args = ["--clouds", "good", "-k", "canary or lifecycle", "-rfs", "-p", "no:cacheprovider"]
+    # Nothing listens on port 9, so whichever check boots fails; the other one skips.
+    nightly = suite.runpytest_subprocess(*args)
+    nightly.assert_outcomes(failed=1, skipped=1)
+    nightly.stdout.fnmatch_lines(["FAILED test_lifecycle.py::test_lifecycle*"])
+    nightly.stdout.fnmatch_lines(
+        ["*good: the lifecycle check boots; mq.canary boots after a drain"]
+    )
+    drained = suite.runpytest_subprocess(*args, "--drained-at", "2026-01-01T00:00:00Z")
+    drained.assert_outcomes(failed=1, skipped=1)
+    drained.stdout.fnmatch_lines(["FAILED test_mq.py::test_canary_boot*"])
+    drained.stdout.fnmatch_lines(["*after a drain, mq.canary runs the lifecycle check"])
