@@ -266,6 +266,12 @@ def check_name(item: pytest.Item) -> str:
     return name.removeprefix("test_")
 
 
+def _target_of(item: pytest.Item) -> CloudTarget | None:
+    callspec = getattr(item, "callspec", None)
+    target = callspec.params.get(_PARAM) if callspec is not None else None
+    return target if isinstance(target, CloudTarget) else None
+
+
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
@@ -282,9 +288,8 @@ def pytest_collection_modifyitems(
         items[:] = []
         return
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        target = callspec.params.get(_PARAM) if callspec is not None else None
-        if isinstance(target, CloudTarget):
+        target = _target_of(item)
+        if target is not None:
             # Reporters read the cloud from here, never from the test id (xdist appends @group).
             item.user_properties.append(("e2e_cloud", target.id))
             item.user_properties.append(("e2e_check", check_name(item)))
@@ -503,12 +508,6 @@ def e2e_cleanup() -> Iterator[Callable[[Callable[[], None]], None]]:
 
 #: Marker argument of ``e2e_ahead``: the job for one cloud, or None when the test will skip.
 AheadFactory = Callable[[Cloud, pytest.Config], Job | None]
-
-
-def _target_of(item: pytest.Item) -> CloudTarget | None:
-    callspec = getattr(item, "callspec", None)
-    target = callspec.params.get(_PARAM) if callspec is not None else None
-    return target if isinstance(target, CloudTarget) else None
 
 
 def _ahead_job(item: pytest.Item) -> Job | None:

@@ -81,10 +81,21 @@ def rabbit_env(lay: Layout) -> dict[str, str]:
     }
 
 
+def _broker_auth(secret: str) -> str:
+    return "Basic " + base64.b64encode(f"openstack:{secret}".encode()).decode()
+
+
 def _rabbit_ready(secret: str) -> Callable[[], bool]:
     overview = url("rabbitmq-management", "/api/overview")
-    auth = "Basic " + base64.b64encode(f"openstack:{secret}".encode()).decode()
+    auth = _broker_auth(secret)
     return lambda: procs.port_open(PORTS["rabbitmq"]) and procs.http_ok(overview, auth, strict=True)
+
+
+def _consuming(secret: str, queue: str) -> Callable[[], bool]:
+    """Whether the queue has a consumer (0 while it is undeclared)."""
+    api = url("rabbitmq-management", f"/api/queues/%2F/{queue}")
+    auth = _broker_auth(secret)
+    return lambda: procs.consumers(api, auth) > 0
 
 
 def _uwsgi(lay: Layout, venv: str, port: str, module: str, *extra: str) -> Callable[[], list[str]]:
@@ -132,14 +143,11 @@ def services(lay: Layout, secrets: dict[str, str]) -> list[Service]:
     def api(port: str) -> Callable[[], bool]:
         return lambda: procs.http_ok(url(port, "/"))
 
-    auth = "Basic " + base64.b64encode(f"openstack:{secrets['rabbit']}".encode()).decode()
-
     def consuming(queue: str) -> Callable[[], bool]:
         # A nova service consumes its queue once init_host is done. Until then a restarted
         # nova-compute still shows "up" (its last heartbeat is seconds old), yet errors out
         # any boot scheduled to it while it starts.
-        api = url("rabbitmq-management", f"/api/queues/%2F/{queue}")
-        return lambda: procs.consumers(api, auth) > 0
+        return _consuming(secrets["rabbit"], queue)
 
     return [
         Service(
@@ -620,15 +628,10 @@ def _deploy(lay: Layout) -> None:
 
 def wait_healthy(lay: Layout, timeout: float = 150) -> None:
     """Until every nova RPC queue has a consumer and nova-compute reports up again."""
-    secrets = load_secrets(lay)
-    auth = "Basic " + base64.b64encode(f"openstack:{secrets['rabbit']}".encode()).decode()
+    secret = load_secrets(lay)["rabbit"]
     deadline = time.monotonic() + timeout
     for queue in ("conductor", "scheduler", f"compute.{configs.COMPUTE_HOST}"):
-        api = url("rabbitmq-management", f"/api/queues/%2F/{queue}")
-
-        def consumed(api: str = api) -> bool:
-            return procs.consumers(api, auth) > 0
-
+        consumed = _consuming(secret, queue)
         procs.wait_for(lay, "rabbitmq", consumed, max(1.0, deadline - time.monotonic()))
     _bootstrap(lay, "wait-compute", timeout=max(1.0, deadline - time.monotonic()))
 
