@@ -31,7 +31,7 @@ import pytest
 import e2etests
 from e2etests import config, reports, slack, summary
 from e2etests.errors import ConfigError, ExitStatus
-from e2etests.plugin import new_run_id, parse_drained_at
+from e2etests.options import new_run_id, parse_drained_at
 from e2etests.redact import message, redact
 from e2etests.results import ResultCollector, RunResult
 

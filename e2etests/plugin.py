@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gc
-import re
-import secrets
 import signal
 import sys
 import threading
@@ -33,6 +31,7 @@ from e2etests.ahead import Ahead, Job, queued_items
 from e2etests.config import CloudSettings, CloudTarget
 from e2etests.errors import ConfigError
 from e2etests.lifecycle import run_prefix as prefix_of_run
+from e2etests.options import new_run_id, parse_drained_at, parse_run_id
 from e2etests.redact import describe, message, redact, redact_line
 
 __all__ = [
@@ -54,35 +53,9 @@ _USAGE_ERROR_KEY = pytest.StashKey[str]()
 _AHEAD_KEY = pytest.StashKey[Ahead]()
 _WORKER_RUN_ID = "e2e_run_id"
 _WORKER_USAGE_ERROR = "e2e_usage_error"
-_RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}")
 
 
 # -- options ------------------------------------------------------------------------------
-
-
-def parse_drained_at(value: str) -> dt.datetime:
-    """``--drained-at``: an ISO 8601 time (naive means UTC) or Unix epoch seconds."""
-    text = value.strip()
-    try:
-        return dt.datetime.fromtimestamp(float(text), tz=dt.UTC)
-    except (ValueError, OverflowError, OSError):
-        pass
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO 8601 time or epoch seconds, got {value!r}"
-        ) from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
-
-
-def parse_run_id(value: str) -> str:
-    """``--run-id``: letters, digits and dashes (it goes into server names and name regexes)."""
-    if not _RUN_ID_RE.fullmatch(value):
-        raise argparse.ArgumentTypeError(
-            f"expected 1-40 letters, digits or dashes, not starting with a dash, got {value!r}"
-        )
-    return value
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -170,11 +143,6 @@ class _XdistHooks:
         message = getattr(node, "workeroutput", {}).get(_WORKER_USAGE_ERROR)
         if message:
             node.config.stash[_USAGE_ERROR_KEY] = message
-
-
-def new_run_id() -> str:
-    """A fresh run id: sortable by time, unique enough for concurrent runs."""
-    return f"{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
 
 
 def pytest_configure(config: pytest.Config) -> None:

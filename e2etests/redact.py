@@ -8,9 +8,31 @@ print through :func:`redact` rather than trust every message to be clean.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable
 
 MASK = "***"
+
+# Secrets the configuration holds (Keystone passwords, application credential secrets, broker
+# passwords and URLs, the Slack token), registered once when they are loaded, so every output
+# masks them without each caller having to pass them along.
+_KNOWN: set[str] = set()
+_KNOWN_LOCK = threading.Lock()
+# Shorter values would mask ordinary words; a 3-character password is not worth that cost.
+MIN_SECRET_CHARS = 4
+
+
+def add_secrets(values: Iterable[str | None]) -> None:
+    """Remember secrets for every later :func:`redact` call in this process."""
+    with _KNOWN_LOCK:
+        _KNOWN.update(v for v in values if v and len(v) >= MIN_SECRET_CHARS)
+
+
+def known_secrets() -> frozenset[str]:
+    """The secrets registered with :func:`add_secrets`."""
+    with _KNOWN_LOCK:
+        return frozenset(_KNOWN)
+
 
 # The whole URL, not just its userinfo: a multi-host transport URL
 # (rabbit://u:p@h1,u:p@h2/) carries credentials after every comma. A comma followed by a
@@ -45,7 +67,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     >>> redact("user nova, password read from /etc/pw: s3cret", ["s3cret"])
     'user nova, password read from /etc/pw: ***'
     """
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+    every = {s for s in secrets if s} | known_secrets()
+    for secret in sorted(every, key=len, reverse=True):
         text = text.replace(secret, MASK)
     text = _BROKER_URL.sub(lambda m: m.group(0).split("://", 1)[0] + "://<redacted>", text)
     text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
