@@ -22,6 +22,8 @@ import keystoneauth1.exceptions
 import openstack.exceptions
 import tenacity
 
+from e2etests.waiting import Deadline
+
 __all__ = [
     "TRANSIENT_HTTP_STATUSES",
     "Sleep",
@@ -78,16 +80,37 @@ def _bounded(
     max_delay: float,
     sleep: Sleep,
     before_sleep: Callable[[tenacity.RetryCallState], None] | None = None,
+    deadline: Deadline | None = None,
 ) -> tenacity.Retrying:
-    """``attempts`` tries of a call failing with ``transient``, no new try after ``max_delay`` s."""
+    """``attempts`` tries of a call failing with ``transient``, no new try after ``max_delay`` s.
+
+    With a ``deadline``, no pause is taken that would end past it: the retries of a poll fit
+    inside the wait the poll belongs to.
+    """
+    stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(
+        attempts
+    ) | tenacity.stop_after_delay(max_delay)
+    if deadline is not None:
+        stop = stop | _StopBefore(deadline)
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(transient),
-        stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(max_delay),
+        stop=stop,
         wait=tenacity.wait_exponential(multiplier=0.5, max=4.0),
         sleep=sleep,
         before_sleep=before_sleep,
         reraise=True,
     )
+
+
+class _StopBefore(tenacity.stop.stop_base):
+    """Stop when the next pause would reach ``deadline``."""
+
+    def __init__(self, deadline: Deadline) -> None:
+        self.deadline = deadline
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        # Called once the next pause is known (tenacity >= 8.3 computes the wait first).
+        return retry_state.upcoming_sleep >= self.deadline.remaining()
 
 
 def _log_retry(label: str) -> Callable[[tenacity.RetryCallState], None]:
@@ -107,11 +130,13 @@ def _log_retry(label: str) -> Callable[[tenacity.RetryCallState], None]:
     return before_sleep
 
 
-def idempotent(sleep: Sleep = time.sleep, label: str = "") -> tenacity.Retrying:
+def idempotent(
+    sleep: Sleep = time.sleep, label: str = "", *, deadline: Deadline | None = None
+) -> tenacity.Retrying:
     """Policy for reads, deletes and other calls that may safely run twice.
 
     Use as ``idempotent()(conn.compute.get_server, server_id)``; ``label`` (a cloud id)
-    starts each retry warning.
+    starts each retry warning; ``deadline`` caps the retries by the wait they serve.
     """
     return _bounded(
         is_transient,
@@ -119,6 +144,7 @@ def idempotent(sleep: Sleep = time.sleep, label: str = "") -> tenacity.Retrying:
         max_delay=IDEMPOTENT_MAX_DELAY,
         sleep=sleep,
         before_sleep=_log_retry(label),
+        deadline=deadline,
     )
 
 
