@@ -15,6 +15,7 @@
 #   E2ETESTS              e2etests binary              (default: e2etests)
 #   DRAIN_TIMEOUT         kubectl drain --timeout      (default: 15m)
 #   E2E_TIMEOUT           seconds for after-drain      (default: 1800)
+#   E2E_KILL_AFTER        seconds from SIGTERM to SIGKILL, time to delete (default: 90)
 #   E2E_AFTER_DRAIN_ARGS  extra after-drain args, split on whitespace,
 #                         e.g. "--clouds prod-* --report-dir /var/lib/e2e"
 set -euo pipefail
@@ -53,12 +54,23 @@ fi
 # heartbeats, RPC replies) newer than this, i.e. from after the pods moved.
 drained_at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
+# Our own run id, so that afterwards we can sweep exactly what this run made.
+run_id="drain-$(date -u +%Y%m%d%H%M%S)-$$"
+
 # `timeout` bounds a harness that hangs; its 124/137 are reported as 3, since
-# the harness could not finish. `|| rc=$?` keeps set -e from ending us here.
+# the harness could not finish. After its SIGTERM the harness deletes what it
+# created: the grace before SIGKILL covers a delete (delete_timeout, 60 s by
+# default). `|| rc=$?` keeps set -e from ending us here.
 rc=0
-timeout --kill-after=30 "${E2E_TIMEOUT:-1800}" \
-    "$e2etests" after-drain --node "$node" --drained-at "$drained_at" \
+timeout --kill-after="${E2E_KILL_AFTER:-90}" "${E2E_TIMEOUT:-1800}" \
+    "$e2etests" after-drain --node "$node" --drained-at "$drained_at" --run-id "$run_id" \
     ${after_drain_args[@]+"${after_drain_args[@]}"} || rc=$?
+
+# Whatever the verdict: remove what a killed or interrupted run left behind.
+# Only this run's servers (its id is in their name and mark), so at any age.
+if ! timeout 300 "$e2etests" sweep --run-id "$run_id" --older-than 0s; then
+    echo "drain-hook: sweep of run $run_id failed; run 'e2etests sweep --run-id $run_id'" >&2
+fi
 case "$rc" in
     0 | 1 | 2 | 3) ;;
     124 | 137)

@@ -120,10 +120,23 @@ def upgrade_command(plan: RollPlan, node: str) -> str:
     return shlex.join(["timeout", "--kill-after=30", str(plan.upgrade_timeout), "sh", "-c", script])
 
 
+def run_id_for(node: str, drained_at: str) -> str:
+    """The run id of the check after draining ``node``: known here, so its leftovers are too."""
+    stamp = "".join(ch for ch in drained_at if ch.isdigit())[:14]
+    return f"drain-{stamp}-{node.split('.')[0]}"[:40].rstrip("-")
+
+
+def sweep_command(plan: RollPlan, run_id: str) -> str:
+    """Delete what the check run ``run_id`` left (it may have been killed), at any age."""
+    argv = ["timeout", "300", plan.e2etests, "sweep", "--run-id", run_id, "--older-than", "0s"]
+    return shlex.join(argv)
+
+
 def after_drain_command(plan: RollPlan, node: str, drained_at: str) -> str:
     argv = [
         "timeout",
-        "--kill-after=30",
+        # After the SIGTERM the harness deletes what it made: room for a delete_timeout.
+        "--kill-after=90",
         str(plan.check_timeout),
         plan.e2etests,
         "after-drain",
@@ -131,6 +144,8 @@ def after_drain_command(plan: RollPlan, node: str, drained_at: str) -> str:
         node,
         "--drained-at",
         drained_at,
+        "--run-id",
+        run_id_for(node, drained_at),
     ]
     if plan.clouds:
         argv += ["--clouds", *plan.clouds]
@@ -201,6 +216,8 @@ def roll_nodes(
 
         _say(f"checking clouds after draining {node} at {drained_at}")
         status = local.run(after_drain_command(plan, node, drained_at), warn=True).exited
+        if local.run(sweep_command(plan, run_id_for(node, drained_at)), warn=True).exited != 0:
+            _say(f"sweep of run {run_id_for(node, drained_at)} failed; run it by hand")
         if status in _TIMED_OUT:
             _stop(f"e2etests after-drain timed out after {plan.check_timeout}s")
             status = HARNESS_ERROR

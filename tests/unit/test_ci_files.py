@@ -320,15 +320,18 @@ def test_hook_is_shellcheck_clean() -> None:
 def test_hook_green_uncordons(stubs: Stubs) -> None:
     result = _hook(stubs, "node-a", E2E_AFTER_DRAIN_ARGS="--clouds prod-*")
     assert result.returncode == 0, result.stderr
-    drain, after, uncordon = stubs.calls()
+    drain, after, sweep, uncordon = stubs.calls()
     assert drain[:3] == ["kubectl", "drain", "node-a"]
     assert {"--ignore-daemonsets", "--delete-emptydir-data"} <= set(drain)
     assert any(a.startswith("--timeout=") for a in drain)
     assert after[:4] == ["e2etests", "after-drain", "--node", "node-a"]
     assert after[4] == "--drained-at"
     assert ISO_UTC.match(after[5]), after[5]
+    assert after[6] == "--run-id"
     # The glob reaches e2etests unexpanded.
-    assert after[6:] == ["--clouds", "prod-*"]
+    assert after[8:] == ["--clouds", "prod-*"]
+    # The run's own leftovers are swept, at any age, before the node is uncordoned.
+    assert sweep == ["e2etests", "sweep", "--run-id", after[7], "--older-than", "0s"]
     assert uncordon == ["kubectl", "uncordon", "node-a"]
 
 
@@ -337,6 +340,8 @@ def test_hook_red_leaves_node_cordoned(stubs: Stubs, status: int) -> None:
     result = _hook(stubs, "node-a", STUB_E2E_RC=str(status))
     assert result.returncode == status
     assert stubs.called("e2etests", "after-drain")
+    # A red run may have been cut short: its leftovers are swept all the same.
+    assert stubs.called("e2etests", "sweep")
     assert stubs.called("kubectl", "uncordon") == []
     assert "left cordoned" in result.stderr
 
@@ -453,10 +458,21 @@ def test_fabfile_green_roll_uncordons_every_node_in_order(
         "upgraded {n}",
         "kubectl wait --for=condition=Ready",
         "e2etests after-drain --node",
+        "e2etests sweep --run-id",
         "kubectl uncordon {n}",
     ]
     assert steps == [s.format(n=n) for n in ("node-a", "node-b") for s in per_node]
     after = stubs.called("e2etests", "after-drain")[0]
+    run_id = "drain-20300102030405-node-a"
+    # The run's own leftovers are swept whatever its verdict, at any age.
+    assert stubs.called("e2etests", "sweep")[0] == [
+        "e2etests",
+        "sweep",
+        "--run-id",
+        run_id,
+        "--older-than",
+        "0s",
+    ]
     assert after == [
         "e2etests",
         "after-drain",
@@ -464,6 +480,8 @@ def test_fabfile_green_roll_uncordons_every_node_in_order(
         "node-a",
         "--drained-at",
         DRAINED_AT,
+        "--run-id",
+        run_id,
         "--clouds",
         "prod-*",
         "--report-dir",
