@@ -7,39 +7,83 @@ the benchmark drive the same object.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import functools
+import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
+import keystoneauth1.exceptions
 import openstack.exceptions
+import tenacity
 
+from e2etests import retry
 from e2etests.errors import ConfigError
 from e2etests.mq import verdict as judge
 from e2etests.mq.observations import CanaryObs, ExpectedQueue, QueueObs, QueueSample, ServiceObs
 from e2etests.mq.rabbit import BrokerError, ManagementAPI
 from e2etests.mq.rpcping import PingError, PingTarget, ping
-from e2etests.mq.services import observe_services
+from e2etests.mq.services import observe_services, read_clock_offset
 from e2etests.mq.settings import MQSettings
 from e2etests.mq.verdict import Finding, Status, Verdict, Window
 from e2etests.redact import redact_line
+from e2etests.waiting import Deadline, poll
+
+T = TypeVar("T")
+
+#: What the cloud's APIs and the management API raise when a read fails.
+_READ_ERRORS = (
+    openstack.exceptions.SDKException,
+    keystoneauth1.exceptions.ClientException,
+    BrokerError,
+)
 
 
 class CheckError(Exception):
-    """A configured check could not run: one line, free of secrets, no verdict on the cloud."""
+    """A configured check could not run: one line, free of secrets, no verdict on the cloud.
+
+    ``transient`` when a restarting API or broker gives the same error (the
+    caller may wait within the grace window); ``misconfigured`` when it is the
+    harness's own settings at fault (credentials, user tags, vhost, URL), named
+    in the message.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False, misconfigured: bool = False):
+        super().__init__(message)
+        self.transient = transient
+        self.misconfigured = misconfigured
 
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def _is_transient(exc: BaseException) -> bool:
+    """The idempotent policy's notion, plus the management API's transient errors.
+
+    A version document that cannot be fetched (keystoneauth's first call to an
+    endpoint) is what an unreachable or restarting API gives too.
+    """
+    if isinstance(exc, BrokerError):
+        return exc.transient
+    return retry.is_transient(exc) or isinstance(exc, keystoneauth1.exceptions.DiscoveryFailure)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 @dataclasses.dataclass
 class MQProbe:
-    """The MQ checks of one cloud.
+    """The MQ checks of one cloud; one object may serve every check of a run, in any thread.
 
     ``connect`` returns the cloud's openstacksdk connection (called when first
-    needed); ``now``/``sleep``/``monotonic`` are injectable for tests.
+    needed); ``now``/``sleep``/``monotonic`` are injectable for tests. ``now``
+    is the wall clock the grace window is judged in; every bound on waiting
+    uses ``monotonic``.
     """
 
     cloud_id: str
@@ -56,6 +100,15 @@ class MQProbe:
     #: Seconds between two observations while waiting for recovery.
     interval: float = 2.0
     _api: ManagementAPI | None = dataclasses.field(default=None, init=False, repr=False)
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+    #: The latest non-green verdict of each check in this run (see :meth:`remembered`).
+    _verdicts: dict[str, Verdict] = dataclasses.field(default_factory=dict, repr=False)
+    #: Each service's report as first observed in this run, by label.
+    _first_reports: dict[str, dt.datetime | None] = dataclasses.field(
+        default_factory=dict, repr=False
+    )
+    #: The deadline of the wait the current thread's observation serves.
+    _wait: threading.local = dataclasses.field(default_factory=threading.local, repr=False)
 
     # -- secrets and errors -----------------------------------------------------------------
 
@@ -74,35 +127,76 @@ class MQProbe:
                 continue  # unreadable, so it cannot leak either
         return found
 
-    def _error(self, message: str) -> CheckError:
-        return CheckError(redact_line(f"{self.cloud_id}: {message}", self.secrets()))
+    def _error(
+        self, message: str, *, transient: bool = False, misconfigured: bool = False
+    ) -> CheckError:
+        return CheckError(
+            redact_line(f"{self.cloud_id}: {message}", self.secrets()),
+            transient=transient,
+            misconfigured=misconfigured,
+        )
 
     def _unavailable(self, check: str, message: str, window: Window, now: dt.datetime) -> Verdict:
-        """A transient failure: wait while the window is open, else an error."""
+        """A transient failure while the window is open: a WAIT, like a service not back yet."""
         closes = window.closes
-        if closes is None or not window.is_open(now):
-            raise self._error(message)
+        assert closes is not None
         line = redact_line(
             f"{message} (within the grace window after {window.event})", self.secrets()
         )
         return Verdict(check, Status.WAIT, (Finding(Status.WAIT, line),), (line,), closes)
 
-    # -- the window ---------------------------------------------------------------------------
+    def _broker_error(self, exc: BrokerError) -> CheckError:
+        """A management API failure, naming the harness's setting when it is at fault."""
+        rabbit = self.settings.rabbitmq
+        assert rabbit is not None
+        where = f"{self.settings.where}.rabbitmq"
+        if exc.status in (401, 403):
+            hint = f"; check {where}.username and {rabbit.password.where}"
+        elif exc.status == 404:
+            hint = f"; check {where}.vhost and {where}.neutron_vhost"
+        else:
+            hint = ""
+        return self._error(f"{exc}{hint}", transient=exc.transient, misconfigured=bool(hint))
+
+    # -- reads --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _serving(self, deadline: Deadline) -> Iterator[None]:
+        """Within this block, this thread's reads retry only within ``deadline``."""
+        outer = getattr(self._wait, "deadline", None)
+        self._wait.deadline = deadline
+        try:
+            yield
+        finally:
+            self._wait.deadline = outer
+
+    def _policy(self) -> tenacity.Retrying:
+        """The named idempotent policy, capped by the wait being served, for any read."""
+        deadline: Deadline | None = getattr(self._wait, "deadline", None)
+        policy = retry.idempotent(self.sleep, self.cloud_id, deadline=deadline)
+        # The management API's errors are not the SDK's: same bounds, its notion of transient.
+        return policy.copy(retry=tenacity.retry_if_exception(_is_transient))
+
+    def _read(self, call: Callable[[], T]) -> T:
+        return self._policy()(call)
 
     @property
     def api(self) -> ManagementAPI:
         if self.settings.rabbitmq is None:
-            raise self._error("no e2etests.mq.rabbitmq settings")
-        if self._api is None:
-            self._api = ManagementAPI(self.settings.rabbitmq, monotonic=self.monotonic)
-        return self._api
+            raise self._error("no e2etests.mq.rabbitmq settings", misconfigured=True)
+        with self._lock:
+            if self._api is None:
+                self._api = ManagementAPI(self.settings.rabbitmq, monotonic=self.monotonic)
+            return self._api
+
+    # -- the window ---------------------------------------------------------------------------
 
     def window(self) -> Window:
         """The grace window after the drain, or after the broker's start if later."""
         started = None
         if self.settings.rabbitmq is not None:
             try:
-                started = self.api.started_at(self.now())
+                started = self._read(lambda: self.api.started_at(self.now()))
             except (BrokerError, ConfigError):
                 started = None  # the consumer check reports those itself
         return judge.window_after(self.drained_at, started, self.settings.grace)
@@ -110,63 +204,125 @@ class MQProbe:
     # -- observations -----------------------------------------------------------------------
 
     def services(self) -> list[ServiceObs]:
+        """Every nova service and neutron agent, each listing retried as a read.
+
+        Raises CheckError: ``transient`` when the API still failed transiently
+        after the retries (the observation then waits within the window).
+        """
         try:
-            return observe_services(self.connect())
-        except openstack.exceptions.SDKException as exc:
-            raise self._error(f"cannot list nova services: {' '.join(str(exc).split())}") from None
+            return observe_services(self.connect(), self._policy())
+        except _READ_ERRORS as exc:
+            raise self._error(
+                f"cannot list nova services: {_one_line(exc)}", transient=_is_transient(exc)
+            ) from None
+
+    def _observe(self, check: str, look: Callable[[Window], Verdict]) -> Verdict:
+        """One observation, remembered; a read that failed transiently WAITs within the window.
+
+        Otherwise a failure is a CheckError saying that ``check`` could not run.
+        """
+        window = self.window()
+        try:
+            verdict = look(window)
+        except CheckError as exc:
+            if not (exc.transient and window.is_open(self.now())):
+                raise self._cannot_run(check, exc) from None
+            verdict = self._unavailable(check, self._bare(exc), window, self.now())
+        return self.remember(verdict)
+
+    def _bare(self, exc: CheckError) -> str:
+        return str(exc).removeprefix(f"{self.cloud_id}: ")
+
+    def _cannot_run(self, check: str, exc: CheckError) -> CheckError:
+        return self._error(
+            f"{check} could not run: {self._bare(exc)}",
+            transient=exc.transient,
+            misconfigured=exc.misconfigured,
+        )
+
+    def _seen(self, services: Sequence[ServiceObs]) -> dict[str, dt.datetime | None]:
+        """Each service's report as first observed in this run (recorded now if new)."""
+        with self._lock:
+            for svc in services:
+                self._first_reports.setdefault(svc.label, svc.last_report)
+            return dict(self._first_reports)
 
     def heartbeats(self) -> Verdict:
-        """One observation of the heartbeat check."""
-        window = self.window()
-        return judge.judge_heartbeats(self.services(), window, self.now())
+        """One observation of the heartbeat check, judged in the cloud's clock."""
+
+        def look(window: Window) -> Verdict:
+            services = self.services()
+            offset = read_clock_offset(self.connect(), self.now, self._policy())
+            return judge.judge_heartbeats(
+                services, window, self.now(), clock_offset=offset, seen=self._seen(services)
+            )
+
+        return self._observe("mq.heartbeats", look)
+
+    def _broker(self, call: Callable[[], T]) -> T:
+        """A management API read; its failure as a CheckError naming the setting at fault."""
+        try:
+            return self._read(call)
+        except ConfigError as exc:
+            raise self._error(str(exc), misconfigured=True) from None
+        except BrokerError as exc:
+            raise self._broker_error(exc) from None
 
     def preflight_broker(self) -> None:
-        """Fail fast on what waiting cannot fix: credentials, missing vhost, bad URL.
+        """Fail fast on what waiting cannot fix: credentials, user tags, missing vhost, bad URL.
 
         While the window is open an unreachable broker is retried every interval.
         """
         rabbit = self.settings.rabbitmq
         assert rabbit is not None
-        deadline = self.monotonic() + self.settings.grace + self.interval
-        while True:
-            try:
-                self.api.check_vhost(rabbit.vhost)
-                if rabbit.neutron_vhost is not None:
-                    self.api.check_vhost(rabbit.neutron_vhost)
-                return
-            except ConfigError as exc:
-                raise self._error(str(exc)) from None
-            except BrokerError as exc:
-                window, now = self.window(), self.now()
-                if not (exc.transient and window.is_open(now) and self.monotonic() < deadline):
-                    raise self._error(str(exc)) from None
-                self.sleep(self.interval)
+        vhosts = [rabbit.vhost] + ([rabbit.neutron_vhost] if rabbit.neutron_vhost else [])
 
-    def _read(self, queues: Sequence[ExpectedQueue]) -> list[QueueSample]:
-        live = {vhost: self.api.consumers(vhost) for vhost in sorted({q.vhost for q in queues})}
-        return [self.api.queue(q.vhost, q.name, live[q.vhost].get(q.name, 0)) for q in queues]
+        def check() -> None:
+            self.api.require_monitoring(f"{self.settings.where}.rabbitmq.username")
+            for vhost in vhosts:
+                self.api.check_vhost(vhost)
+
+        deadline = Deadline.after(self.settings.grace + self.interval, self.monotonic)
+        failure: CheckError | None = None
+        with self._serving(deadline):
+            for _ in poll(deadline, self.interval, self.sleep):
+                try:
+                    self._broker(check)
+                    return
+                except CheckError as exc:
+                    if not (exc.transient and self.window().is_open(self.now())):
+                        raise self._cannot_run("mq.consumers", exc) from None
+                    failure = exc
+        assert failure is not None
+        raise self._cannot_run("mq.consumers", failure)
+
+    def _sample_once(self, queues: Sequence[ExpectedQueue]) -> list[QueueSample]:
+        api = self.api
+        vhosts = sorted({q.vhost for q in queues})
+        live = {v: self._broker(functools.partial(api.consumers, v)) for v in vhosts}
+        samples = []
+        for q in queues:
+            # Absent from the live consumer list means no consumer, whatever the queue says.
+            read = functools.partial(api.queue, q.vhost, q.name, live[q.vhost].get(q.name, 0))
+            samples.append(self._broker(read))
+        return samples
 
     def _sample(self, queues: Sequence[ExpectedQueue]) -> list[QueueObs]:
-        first = self._read(queues)
+        first = self._sample_once(queues)
         self.sleep(self.sample_gap)
-        second = self._read(queues)
+        second = self._sample_once(queues)
         return [QueueObs(q, (a, b)) for q, a, b in zip(queues, first, second, strict=True)]
 
     def consumers(self) -> Verdict:
         """One observation of the consumer check (two samples, ``sample_gap`` apart)."""
         rabbit = self.settings.rabbitmq
         assert rabbit is not None
-        window = self.window()
-        queues = judge.expected_queues(self.services(), rabbit.vhost, rabbit.neutron_vhost)
-        try:
-            observed = self._sample(queues)
-        except ConfigError as exc:
-            raise self._error(str(exc)) from None
-        except BrokerError as exc:
-            if not exc.transient:
-                raise self._error(str(exc)) from None
-            return self._unavailable("mq.consumers", str(exc), window, self.now())
-        return judge.judge_consumers(observed, window, self.now())
+
+        def look(window: Window) -> Verdict:
+            queues = judge.expected_queues(self.services(), rabbit.vhost, rabbit.neutron_vhost)
+            return judge.judge_consumers(self._sample(queues), window, self.now())
+
+        return self._observe("mq.consumers", look)
 
     def ping_targets(self, services: Sequence[ServiceObs]) -> list[PingTarget]:
         return sorted(
@@ -179,30 +335,62 @@ class MQProbe:
         )
 
     def pings(self) -> Verdict:
-        """One observation of the RPC ping check."""
+        """One observation of the RPC ping check.
+
+        A transport failure (login refused, vhost refused, broker unreachable)
+        is the harness's: it names the harness's setting, never a service.
+        """
         ref = self.settings.transport_url
         assert ref is not None
-        window = self.window()
-        targets = self.ping_targets(self.services())
-        try:
-            url = ref.reveal()
-            observed = ping(url, targets, timeout=self.ping_timeout) if targets else []
-        except ConfigError as exc:
-            raise self._error(str(exc)) from None
-        except PingError as exc:
-            if not exc.transient:
-                raise self._error(str(exc)) from None
-            return self._unavailable("mq.rpc_ping", str(exc), window, self.now())
-        return judge.judge_pings(observed, window, self.now())
+
+        def look(window: Window) -> Verdict:
+            targets = self.ping_targets(self.services())
+            try:
+                url = ref.reveal()
+                observed = ping(url, targets, timeout=self.ping_timeout) if targets else []
+            except ConfigError as exc:
+                raise self._error(str(exc), misconfigured=True) from None
+            except PingError as exc:
+                raise self._error(
+                    f"{exc}; check the harness's {ref.where}",
+                    transient=exc.transient,
+                    misconfigured=not exc.transient,
+                ) from None
+            return judge.judge_pings(observed, window, self.now())
+
+        return self._observe("mq.rpc_ping", look)
+
+    # -- memory -------------------------------------------------------------------------------
+
+    def remember(self, verdict: Verdict) -> Verdict:
+        """Keep ``verdict`` when it is not green, as its check's latest; return it."""
+        if verdict.status is not Status.GREEN:
+            with self._lock:
+                self._verdicts[verdict.check] = verdict
+        return verdict
+
+    def remembered(self) -> list[Verdict]:
+        """The latest non-green verdict of each check in this run, most specific first."""
+        order = {"mq.consumers": 0, "mq.rpc_ping": 1, "mq.heartbeats": 2}
+        with self._lock:
+            kept = list(self._verdicts.values())
+        return sorted(kept, key=lambda v: (order.get(v.check, len(order)), v.check))
 
     # -- waiting and joining ------------------------------------------------------------------
 
     def settled(self, observe: Callable[[], Verdict]) -> Verdict:
-        """Re-observe while recovering; bounded by the grace window plus one round."""
+        """Re-observe while recovering; bounded by the grace window plus one round.
+
+        The bound is on the monotonic clock, and the retries of every read the
+        observations make stop before it; the final verdict is remembered.
+        """
         limit = self.settings.grace + self.sample_gap + self.ping_timeout + 2 * self.interval
-        return judge.settle(
-            observe, clock=self.now, sleep=self.sleep, limit=limit, interval=self.interval
-        )
+        deadline = Deadline.after(limit, self.monotonic)
+        with self._serving(deadline):
+            verdict = judge.settle(
+                observe, deadline=deadline, sleep=self.sleep, interval=self.interval, now=self.now
+            )
+        return self.remember(verdict)
 
     def wait_recovered(self) -> None:
         """While the grace window is open, wait (bounded) until the services are back.
@@ -232,12 +420,18 @@ class MQProbe:
             try:
                 verdicts.append(observe())
             except CheckError as exc:
-                line = f"{name} could not run: {exc}"
+                line = self._bare(exc)  # already says which check could not run
                 verdicts.append(Verdict(name, Status.RED, (Finding(Status.RED, line),), (line,)))
         return verdicts
 
     def diagnose(self, canary: CanaryObs) -> tuple[str, tuple[str, ...]]:
-        """The canary's culprit joined with the evidence of every other check."""
-        culprit, evidence = judge.diagnose_canary(canary, self.all_checks())
+        """The canary's culprit joined with the evidence of every other check.
+
+        A fresh look at every check, plus what the checks found earlier in this
+        run: a cause named then is named even if the fresh look is inconclusive.
+        """
+        earlier = self.remembered()
+        fresh = self.all_checks()
+        culprit, evidence = judge.diagnose_canary(canary, fresh, earlier)
         secrets = self.secrets()
         return redact_line(culprit, secrets), tuple(redact_line(line, secrets) for line in evidence)

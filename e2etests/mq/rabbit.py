@@ -19,9 +19,13 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from e2etests.errors import ConfigError
 from e2etests.mq.observations import QueueSample
 from e2etests.mq.settings import RabbitSettings
 from e2etests.redact import redact_line
+
+#: Tags that let a user see every connection's consumers; ``management`` alone shows its own.
+MONITOR_TAGS = frozenset({"monitoring", "administrator"})
 
 
 class BrokerError(Exception):
@@ -147,6 +151,32 @@ class ManagementAPI:
                 transient=False,
                 status=404,
             )
+
+    def user_tags(self) -> frozenset[str] | None:
+        """The configured user's tags (``GET /api/whoami``); None when the API does not say."""
+        data = self.get("whoami")
+        tags = data.get("tags") if isinstance(data, dict) else None
+        # RabbitMQ 3.9+ answers a list, older ones a comma-separated string.
+        if isinstance(tags, str):
+            tags = tags.split(",")
+        if not isinstance(tags, list):
+            return None
+        return frozenset(str(t).strip() for t in tags if str(t).strip())
+
+    def require_monitoring(self, setting: str) -> None:
+        """Raise ConfigError, naming ``setting``, unless the user may see every consumer.
+
+        A user tagged only ``management`` sees its own consumers only: every
+        queue would read 0 consumers and a healthy service would be named.
+        """
+        tags = self.user_tags()
+        if tags is None or tags & MONITOR_TAGS:
+            return
+        raise ConfigError(
+            f"{setting}: RabbitMQ user {self.settings.username} has "
+            f"{'tags ' + ', '.join(sorted(tags)) if tags else 'no tags'} but needs the monitoring "
+            "tag (or administrator) to see other connections' consumers"
+        )
 
     def consumers(self, vhost: str) -> dict[str, int]:
         """Live consumers per queue name in ``vhost``.

@@ -127,6 +127,48 @@ class _FirstConnectionError(logging.Handler):
             self.message = text
 
 
+#: Exception type names (anywhere in the MRO or the cause chain) that say the harness's own
+#: transport failed, each with the line that says so and whether a restarting broker gives it.
+#: Names, not classes: amqp and kombu are oslo.messaging's, imported only in the child.
+_TRANSPORT_FAILURES: tuple[tuple[str, str, bool], ...] = (
+    ("AccessRefused", "the broker refused the login of the harness's transport URL", False),
+    (
+        "NotAllowed",
+        "the broker refused the virtual host of the harness's transport URL "
+        "(missing, or the user has no access)",
+        False,
+    ),
+    ("AuthenticationError", "the broker refused the login of the harness's transport URL", False),
+    ("OperationalError", "the broker is unreachable", True),
+    ("MessageDeliveryFailure", "the broker is unreachable", True),
+    ("ConnectionError", "the broker is unreachable", True),
+    ("TimeoutError", "the broker is unreachable", True),
+    ("OSError", "the broker is unreachable", True),
+)
+
+
+def transport_failure(exc: BaseException) -> tuple[str, bool] | None:
+    """When ``exc`` says the harness's own connection failed: (one line, transient).
+
+    None when it is about the service called (a timeout, a remote error): only
+    then may the outcome be blamed on that service. A refused login, a refused
+    vhost or an unreachable broker is no verdict on any service.
+    """
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    names = [{k.__name__ for k in type(e).__mro__} for e in chain]
+    for name, line, transient in _TRANSPORT_FAILURES:
+        for found, names_of in zip(chain, names, strict=True):
+            if name in names_of:
+                return f"{line} ({describe(found)})", transient
+    return None
+
+
 def _is_remote(exc: BaseException, om: Any) -> bool:
     # The server replied with an exception: it consumed the call and answered.
     return isinstance(exc, om.RemoteError) or type(exc).__name__.endswith("_Remote")
@@ -146,6 +188,10 @@ def _child_ping(om: Any, transport: Any, target: dict[str, str], timeout: float)
         seconds = time.monotonic() - started
         if _is_remote(exc, om):
             return {"ok": True, "seconds": seconds, "error": None}
+        failure = transport_failure(exc)
+        if failure is not None:
+            line, transient = failure
+            return {"ok": False, "seconds": seconds, "transport": line, "transient": transient}
         return {"ok": False, "seconds": seconds, "error": describe(exc)}
     return {"ok": True, "seconds": time.monotonic() - started, "error": None}
 
@@ -179,7 +225,16 @@ def _child(request: dict[str, Any]) -> dict[str, Any]:
             break
         if watcher.message is not None and time.monotonic() - started > 1.0 and not done:
             break
-    if watcher.message is not None and not any(f.done() and f.result()["ok"] for f in futures):
+    finished = [f.result() for f in futures if f.done()]
+    failed = [r for r in finished if r.get("transport")]
+    if failed:
+        # One connection pool serves every call: its failure is no service's fault.
+        transient = all(r["transient"] for r in failed)
+        return {
+            "error": f"RPC transport: {redact_line(failed[0]['transport'], [url])}",
+            "transient": transient,
+        }
+    if watcher.message is not None and not any(r["ok"] for r in finished):
         reason = watcher.message.split(" (retrying")[0]
         return {"error": f"RPC transport: {redact_line(reason, [url])}", "transient": True}
     results = [

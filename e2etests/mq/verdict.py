@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from e2etests.mq.observations import (
     CanaryObs,
@@ -22,6 +22,7 @@ from e2etests.mq.observations import (
     QueueSample,
     ServiceObs,
 )
+from e2etests.waiting import Deadline, poll
 
 #: Nova services whose RPC topic the MQ checks know, and the topic each serves.
 NOVA_TOPICS = {
@@ -152,21 +153,36 @@ def _last(moment: dt.datetime | None) -> str:
     return "never reported" if moment is None else f"last report {stamp(moment)}"
 
 
-def judge_heartbeats(services: Sequence[ServiceObs], window: Window, now: dt.datetime) -> Verdict:
-    """Every enabled service is up and, after a disturbance, has reported since."""
+def judge_heartbeats(
+    services: Sequence[ServiceObs],
+    window: Window,
+    now: dt.datetime,
+    *,
+    clock_offset: float | None = None,
+    seen: Mapping[str, dt.datetime | None] | None = None,
+) -> Verdict:
+    """Every enabled service is up and, after a disturbance, has reported since.
+
+    Reports carry the cloud's clock, the window the harness's. ``clock_offset``
+    (cloud minus harness, seconds; see ``services.clock_offset``) moves the
+    window's anchor into the cloud's clock before comparing. ``seen`` holds each
+    service's report (by label) as first observed after the disturbance: a later
+    report is fresh whatever the clocks say, since both readings are the cloud's.
+    """
     enabled = sorted(
         (s for s in services if s.enabled),
         key=lambda s: (s.kind, upstream_first(s.binary), s.binary, s.host),
     )
+    anchor = window.anchor
+    if anchor is not None and clock_offset is not None:
+        anchor += dt.timedelta(seconds=clock_offset)
+    seen = seen or {}
     problems: list[str] = []
     evidence: list[str] = []
     if not any(s.kind == "nova" for s in enabled):
         problems.append("the compute API lists no enabled nova service")
     for svc in enabled:
-        fresh = svc.last_report is not None and (
-            window.anchor is None or svc.last_report > window.anchor
-        )
-        if svc.up and fresh:
+        if svc.up and reported_since(svc, anchor, seen):
             evidence.append(f"{svc.label}: up, {_last(svc.last_report)}")
         elif not svc.up:
             problems.append(f"{svc.label} is down ({_last(svc.last_report)})")
@@ -174,7 +190,27 @@ def judge_heartbeats(services: Sequence[ServiceObs], window: Window, now: dt.dat
             problems.append(
                 f"{svc.label} has not reported since {window.event} ({_last(svc.last_report)})"
             )
+    if clock_offset:
+        evidence.append(
+            f"the cloud's clock is {clock_offset:+.0f} s from the harness's (API Date header); "
+            "report times are the cloud's"
+        )
     return _verdict("mq.heartbeats", problems, evidence, window, now)
+
+
+def reported_since(
+    svc: ServiceObs, anchor: dt.datetime | None, seen: Mapping[str, dt.datetime | None]
+) -> bool:
+    """Whether ``svc`` reported after ``anchor`` (in the cloud's clock) or after a report seen."""
+    last = svc.last_report
+    if last is None:
+        return False
+    if anchor is None or last > anchor:
+        return True
+    if svc.label not in seen:
+        return False
+    before = seen[svc.label]
+    return before is None or last > before
 
 
 def expected_queues(
@@ -285,11 +321,18 @@ def judge_pings(pings: Sequence[PingObs], window: Window, now: dt.datetime) -> V
     return _verdict("mq.rpc_ping", problems, evidence, window, now)
 
 
-def diagnose_canary(canary: CanaryObs, verdicts: Sequence[Verdict]) -> tuple[str, tuple[str, ...]]:
+def diagnose_canary(
+    canary: CanaryObs, verdicts: Sequence[Verdict], earlier: Sequence[Verdict] = ()
+) -> tuple[str, tuple[str, ...]]:
     """The canary's culprit line joined with the likeliest cause, and all evidence.
 
-    A cause from a RED check wins over one still waiting; the checks are taken
-    in the order given, so the caller puts the most specific first.
+    ``verdicts`` are fresh observations; ``earlier`` the latest non-green
+    verdict each check reached before in this run. The cause is ranked: a fresh
+    RED, then an earlier RED, then a fresh WAIT, then an earlier WAIT. A fresh
+    look that is inconclusive (a service flapping back, a check that could not
+    run) must not hide a cause another check already found. An earlier verdict
+    of a check that is RED now adds nothing and is left out. Within each rank the
+    checks are taken in the order given, so the caller puts the most specific first.
     """
     if canary.status.upper() == "ERROR":
         head = f"server {canary.server_id} went to ERROR after {canary.waited:.0f} s"
@@ -298,46 +341,61 @@ def diagnose_canary(canary: CanaryObs, verdicts: Sequence[Verdict]) -> tuple[str
     else:
         state = f"{canary.status}/{canary.task_state or 'no task'}"
         head = f"server {canary.server_id} stuck in {state} for {canary.waited:.0f} s"
-    ranked = [f for v in verdicts for f in v.findings if f.status is Status.RED] + [
-        f for v in verdicts for f in v.findings if f.status is Status.WAIT
-    ]
-    cause = ranked[0].line if ranked else "no MQ check names a cause"
+    red_now = {v.check for v in verdicts if v.status is Status.RED}
+    before = [v for v in earlier if v.status is not Status.GREEN and v.check not in red_now]
+
+    ranked: list[str] = []
+    for status in (Status.RED, Status.WAIT):
+        ranked += [f.line for v in verdicts for f in v.findings if f.status is status]
+        ranked += [
+            f"{f.line} (found earlier in this run by {v.check})"
+            for v in before
+            for f in v.findings
+            if f.status is status
+        ]
+    cause = ranked[0] if ranked else "no MQ check names a cause"
     evidence = [head]
     for v in verdicts:
         evidence.extend(f"{v.check} [{v.status.value}]: {line}" for line in v.problems + v.evidence)
+    for v in before:
+        evidence.extend(
+            f"{v.check} [{v.status.value}, earlier in this run]: {line}"
+            for line in v.problems + v.evidence
+        )
     return f"{head}; {cause}", tuple(evidence)
 
 
 def settle(
     observe: Callable[[], Verdict],
     *,
-    clock: Callable[[], dt.datetime],
+    deadline: Deadline,
     sleep: Callable[[float], None],
-    limit: float,
     interval: float = 2.0,
+    now: Callable[[], dt.datetime] | None = None,
 ) -> Verdict:
     """Re-observe every ``interval`` seconds while the verdict is WAIT.
 
     Bounded twice: the judges stop answering WAIT once the window closes, and
-    ``limit`` seconds after the first observation a WAIT is turned RED anyway.
+    at ``deadline`` (monotonic, so an NTP step neither stretches nor cuts it) a
+    WAIT is turned RED anyway. ``now`` (the wall clock the window is judged in)
+    only shortens a pause so the first look after the window closes comes on time.
     """
-    start = clock()
-    while True:
+    started = deadline.clock()
+    verdict: Verdict | None = None
+
+    def pause(seconds: float) -> None:
+        if now is not None and verdict is not None and verdict.wait_until is not None:
+            seconds = min(seconds, (verdict.wait_until - now()).total_seconds())
+        # Never spin: a window that just closed still gets one short pause.
+        sleep(max(seconds, 0.05))
+
+    for _ in poll(deadline, interval, pause):
         verdict = observe()
         if verdict.status is not Status.WAIT:
             return verdict
-        now = clock()
-        elapsed = (now - start).total_seconds()
-        if elapsed >= limit:
-            findings = tuple(
-                Finding(Status.RED, f"{f.line}; still so after {elapsed:.0f} s")
-                for f in verdict.findings
-            )
-            return dataclasses.replace(
-                verdict, status=Status.RED, findings=findings, wait_until=None
-            )
-        pause = min(interval, limit - elapsed)
-        if verdict.wait_until is not None:
-            pause = min(pause, (verdict.wait_until - now).total_seconds())
-        # Never spin: a window that just closed still gets one short pause.
-        sleep(max(pause, 0.05))
+    assert verdict is not None  # poll yields at least once
+    elapsed = deadline.clock() - started
+    findings = tuple(
+        Finding(Status.RED, f"{f.line}; still so after {elapsed:.0f} s") for f in verdict.findings
+    )
+    return dataclasses.replace(verdict, status=Status.RED, findings=findings, wait_until=None)

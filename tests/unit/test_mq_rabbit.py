@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from e2etests.errors import ConfigError
 from e2etests.mq.rabbit import BrokerError, ManagementAPI
 from e2etests.mq.settings import RabbitSettings, Secret
 
@@ -62,6 +63,7 @@ def broker() -> Iterator[str]:
         "/api/vhosts?columns=name": (200, [{"name": "/"}, {"name": "/neutron"}]),
         "/api/queues/%2F/conductor": (200, CONDUCTOR),
         "/api/nodes": (200, [{"name": "rabbit@a", "running": True, "uptime": 5000}]),
+        "/api/whoami": (200, {"name": USER, "tags": ["monitoring"]}),
         "/api/consumers/%2F?columns=queue.name": (
             200,
             [
@@ -200,3 +202,33 @@ def test_basic_auth_is_sent_and_repr_hides_it(broker: str, tmp_path: pathlib.Pat
     assert FakeBroker.seen_auth[-1].startswith("Basic ")
     assert PASSWORD not in repr(client)
     assert FakeBroker.seen_auth[-1].split()[1] not in repr(client)
+
+
+SETTING = "clouds.yaml: clouds.c.e2etests.mq.rabbitmq.username"
+
+
+@pytest.mark.parametrize("tags", [["monitoring"], ["administrator"], "management,monitoring"])
+def test_a_user_that_sees_every_consumer_passes(
+    broker: str, tmp_path: pathlib.Path, tags: object
+) -> None:
+    FakeBroker.routes["/api/whoami"] = (200, {"name": USER, "tags": tags})
+    api(broker, tmp_path).require_monitoring(SETTING)
+
+
+@pytest.mark.parametrize("tags", [["management"], "management,policymaker", []])
+def test_a_user_tagged_only_management_is_a_config_error_naming_the_setting(
+    broker: str, tmp_path: pathlib.Path, tags: object
+) -> None:
+    # Such a user sees only its own consumers: every queue would read 0 consumers.
+    FakeBroker.routes["/api/whoami"] = (200, {"name": USER, "tags": tags})
+    with pytest.raises(ConfigError) as caught:
+        api(broker, tmp_path).require_monitoring(SETTING)
+    message = str(caught.value)
+    assert message.startswith(f"{SETTING}: RabbitMQ user {USER} has ")
+    assert "needs the monitoring tag (or administrator)" in message
+    assert "\n" not in message
+
+
+def test_a_broker_without_whoami_is_not_judged(broker: str, tmp_path: pathlib.Path) -> None:
+    del FakeBroker.routes["/api/whoami"]
+    api(broker, tmp_path).require_monitoring(SETTING)

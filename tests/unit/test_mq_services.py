@@ -7,7 +7,7 @@ import datetime as dt
 from openstack.compute.v2.service import Service
 from openstack.network.v2.agent import Agent
 
-from e2etests.mq.services import from_neutron, from_nova, parse_timestamp
+from e2etests.mq.services import clock_offset, from_neutron, from_nova, parse_timestamp
 
 UTC = dt.UTC
 
@@ -81,3 +81,16 @@ def test_neutron_agents() -> None:
         Agent(binary="neutron-openvswitch-agent", host="c1", admin_state_up=True, topic="N/A")
     )
     assert ovs.topic is None
+
+
+def test_clock_offset_from_the_date_header_both_ways() -> None:
+    sent = dt.datetime(2025, 1, 31, 12, 0, 0, tzinfo=UTC)
+    received = sent + dt.timedelta(seconds=0.2)
+    # The cloud 90 s behind the harness: its Date says 11:58:30 while the harness says 12:00.
+    assert clock_offset("Fri, 31 Jan 2025 11:58:30 GMT", sent, received) == -89.6
+    # And 30 s ahead.
+    assert clock_offset("Fri, 31 Jan 2025 12:00:30 GMT", sent, received) == 30.4
+    # Within the header's one-second resolution is no skew at all.
+    assert clock_offset("Fri, 31 Jan 2025 12:00:00 GMT", sent, received) == 0.0
+    assert clock_offset(None, sent, received) is None
+    assert clock_offset("not a date", sent, received) is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -28,6 +29,7 @@ from e2etests.mq.verdict import (
     settle,
     window_after,
 )
+from e2etests.waiting import Deadline
 
 T0 = dt.datetime(2025, 1, 31, 12, 0, 0, tzinfo=dt.UTC)
 HOST = "mc-compute1"
@@ -398,18 +400,26 @@ def test_canary_prefers_red_over_waiting_causes_and_reports_faults() -> None:
 
 
 class FakeClock:
-    """A clock that only moves when the code under test sleeps."""
+    """Both clocks, moving only when the code under test sleeps; the wall clock may be stepped."""
 
     def __init__(self) -> None:
         self.now = T0
+        self.mono = 1000.0
         self.sleeps: list[float] = []
 
     def __call__(self) -> dt.datetime:
         return self.now
 
+    def monotonic(self) -> float:
+        return self.mono
+
     def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
         self.now += dt.timedelta(seconds=seconds)
+        self.mono += seconds
+
+    def deadline(self, seconds: float) -> Deadline:
+        return Deadline.after(seconds, self.monotonic)
 
 
 def test_settle_waits_for_recovery_and_returns_green() -> None:
@@ -422,7 +432,7 @@ def test_settle_waits_for_recovery_and_returns_green() -> None:
         queue = qobs("conductor", "nova-conductor", CTL, QueueSample(0, True, consumers))
         return judge_consumers([queue], after_restart, clock())
 
-    verdict = settle(observe, clock=clock, sleep=clock.sleep, limit=80)
+    verdict = settle(observe, deadline=clock.deadline(80), sleep=clock.sleep, now=clock)
     assert verdict.status is Status.GREEN
     assert clock.sleeps == [2.0, 2.0, 2.0, 2.0]
 
@@ -434,7 +444,7 @@ def test_settle_turns_red_when_the_window_closes() -> None:
     def observe() -> Verdict:
         return judge_heartbeats(fleet(compute_last=-1), window, clock())
 
-    verdict = settle(observe, clock=clock, sleep=clock.sleep, limit=80)
+    verdict = settle(observe, deadline=clock.deadline(80), sleep=clock.sleep, now=clock)
     assert verdict.status is Status.RED
     # 2 + 2 + 1: the last pause is cut to the window's end, not a full interval.
     assert clock.sleeps == [2.0, 2.0, 1.0]
@@ -449,19 +459,33 @@ def test_settle_is_bounded_even_if_the_verdict_never_stops_waiting() -> None:
         # Misbehaving on purpose: WAIT with no end, which the real judges never return.
         return Verdict("mq.x", Status.WAIT, (Finding(Status.WAIT, "q is empty"),))
 
-    verdict = settle(observe, clock=clock, sleep=clock.sleep, limit=9, interval=2)
+    verdict = settle(observe, deadline=clock.deadline(9), sleep=clock.sleep, interval=2)
     assert verdict.status is Status.RED
     assert verdict.culprit == "q is empty; still so after 9 s"
     assert clock.sleeps == [2, 2, 2, 2, 1]
+
+
+@pytest.mark.parametrize("step", [-3600.0, 3600.0])
+def test_an_ntp_step_neither_stretches_nor_cuts_the_bound(step: float) -> None:
+    clock = FakeClock()
+
+    def observe() -> Verdict:
+        # The wall clock jumps on every look; only the monotonic clock bounds the wait.
+        clock.now += dt.timedelta(seconds=step)
+        return Verdict("mq.x", Status.WAIT, (Finding(Status.WAIT, "q is empty"),))
+
+    verdict = settle(observe, deadline=clock.deadline(9), sleep=clock.sleep, now=clock)
+    assert verdict.status is Status.RED
+    assert sum(clock.sleeps) == 9
+    assert verdict.culprit == "q is empty; still so after 9 s"
 
 
 def test_settle_returns_at_once_when_not_waiting() -> None:
     clock = FakeClock()
     verdict = settle(
         lambda: judge_heartbeats(fleet(), NO_DISTURBANCE, clock()),
-        clock=clock,
+        deadline=clock.deadline(80),
         sleep=clock.sleep,
-        limit=80,
     )
     assert verdict.status is Status.GREEN
     assert clock.sleeps == []
@@ -499,3 +523,109 @@ def test_heartbeats_and_queues_name_upstream_services_first() -> None:
     culprit = judge_consumers(queues, NO_DISTURBANCE, at(0)).culprit
     assert culprit is not None
     assert culprit.startswith("queue scheduler has 0 consumers")
+
+
+# --- clock skew between the cloud and the harness ------------------------------------------
+
+
+def test_a_cloud_clock_behind_the_harness_does_not_turn_a_healthy_service_red() -> None:
+    # The cloud runs 90 s behind: nova-compute reported 20 s after the drain, which the
+    # cloud stamps 70 s before the drain's (harness) time.
+    healthy = [dataclasses.replace(s, last_report=at(20 - 90)) for s in fleet()]
+    naive = judge_heartbeats(healthy, DRAIN, at(75))
+    assert naive.status is Status.RED  # what comparing the two clocks directly said
+    verdict = judge_heartbeats(healthy, DRAIN, at(75), clock_offset=-90.0)
+    assert verdict.status is Status.GREEN
+    assert any("clock is -90 s from the harness" in line for line in verdict.evidence)
+
+
+def test_a_cloud_clock_ahead_of_the_harness_does_not_turn_a_dead_service_green() -> None:
+    # The cloud runs 30 s ahead: nova-compute's last report came 10 s before the drain,
+    # which the cloud stamps 20 s after the drain's (harness) time.
+    services = [*fleet()[:2], svc("nova-compute", HOST, last=-10 + 30)]
+    services[:2] = [dataclasses.replace(s, last_report=at(40)) for s in services[:2]]
+    naive = judge_heartbeats(services, DRAIN, at(75))
+    assert naive.status is Status.GREEN  # the false green
+    verdict = judge_heartbeats(services, DRAIN, at(75), clock_offset=30.0)
+    assert verdict.status is Status.RED
+    assert verdict.culprit is not None
+    assert verdict.culprit.startswith("nova-compute on mc-compute1 has not reported since")
+
+
+def test_a_report_newer_than_one_seen_after_the_drain_is_fresh_whatever_the_clocks() -> None:
+    # No offset known and the cloud 90 s behind: the report advanced since the first look.
+    services = [dataclasses.replace(s, last_report=at(-60)) for s in fleet()]
+    first_look = {s.label: at(-70) for s in services}
+    assert judge_heartbeats(services, DRAIN, at(75)).status is Status.RED
+    verdict = judge_heartbeats(services, DRAIN, at(75), seen=first_look)
+    assert verdict.status is Status.GREEN
+    # The same report as first seen proves nothing.
+    same = {s.label: at(-60) for s in services}
+    assert judge_heartbeats(services, DRAIN, at(75), seen=same).status is Status.RED
+    never = {s.label: None for s in services}
+    assert judge_heartbeats(services, DRAIN, at(75), seen=never).status is Status.GREEN
+
+
+# --- the canary sees what the other checks found earlier -----------------------------------
+
+
+def _compute_not_consuming() -> Verdict:
+    queue = qobs(
+        "compute.mc-compute1",
+        "nova-compute",
+        HOST,
+        QueueSample(0, True, 0, ready=1),
+        QueueSample(3, True, 0, ready=1),
+    )
+    return judge_consumers([queue], NO_DISTURBANCE, at(0))
+
+
+def test_a_cause_found_earlier_is_named_when_the_fresh_look_is_inconclusive() -> None:
+    earlier_consumers = _compute_not_consuming()
+    earlier_ping = judge_pings(
+        [PingObs("nova-compute", HOST, "compute", False, 5.0, "MessagingTimeout")],
+        NO_DISTURBANCE,
+        at(0),
+    )
+    # Fresh: the compute is briefly back, so every check is green.
+    fresh_queue = qobs(
+        "compute.mc-compute1",
+        "nova-compute",
+        HOST,
+        QueueSample(0, True, 1),
+        QueueSample(3, True, 1),
+    )
+    fresh = [
+        judge_consumers([fresh_queue], NO_DISTURBANCE, at(0)),
+        judge_heartbeats(fleet(), NO_DISTURBANCE, at(0)),
+    ]
+    canary = CanaryObs("abc", "BUILD", "scheduling", 30.0)
+    culprit, evidence = diagnose_canary(canary, fresh, [earlier_consumers, earlier_ping])
+    assert culprit == (
+        "server abc stuck in BUILD/scheduling for 30 s; queue compute.mc-compute1 has 0 consumers "
+        "and 1 message waiting: nova-compute on mc-compute1 is not consuming "
+        "(found earlier in this run by mq.consumers)"
+    )
+    assert any(
+        line.startswith("mq.rpc_ping [red, earlier in this run]: nova-compute") for line in evidence
+    )
+    without, _ = diagnose_canary(canary, fresh)
+    assert without.endswith("no MQ check names a cause")
+
+
+def test_a_fresh_red_wins_over_an_earlier_one_and_earlier_red_over_fresh_wait() -> None:
+    earlier = _compute_not_consuming()
+    fresh_red = judge_pings(
+        [PingObs("nova-scheduler", CTL, "scheduler", False, 5.0, "MessagingTimeout")],
+        NO_DISTURBANCE,
+        at(0),
+    )
+    canary = CanaryObs("abc", "BUILD", None, 30.0)
+    culprit, _ = diagnose_canary(canary, [fresh_red], [earlier])
+    assert "nova-scheduler on mc-ctl does not answer" in culprit
+    waiting = judge_heartbeats(fleet(compute_last=-1), DRAIN, at(10))
+    culprit, _ = diagnose_canary(canary, [waiting], [earlier])
+    assert culprit.endswith("(found earlier in this run by mq.consumers)")
+    # An earlier verdict of a check that is red now is not repeated.
+    _, evidence = diagnose_canary(canary, [earlier], [earlier])
+    assert not any("earlier in this run" in line for line in evidence)

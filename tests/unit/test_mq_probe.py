@@ -1,0 +1,436 @@
+"""One cloud's MQ probe against stand-ins of the Nova, Neutron and RabbitMQ management APIs.
+
+A real openstacksdk connection and the real management API client talk HTTP to a local
+server on 127.0.0.1; only the clocks and the sleeps are fakes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import http.server
+import json
+import pathlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import openstack
+import pytest
+
+from e2etests.mq.observations import CanaryObs
+from e2etests.mq.probe import CheckError, MQProbe
+from e2etests.mq.settings import MQSettings, RabbitSettings, Secret
+from e2etests.mq.verdict import Status, Verdict
+
+WHERE = "clouds.yaml: clouds.c.e2etests.mq"
+PASSWORD = "pw-Zq9-never-shown"  # noqa: S105 -- a fake, to prove it never leaks
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat()
+
+
+class StandIn(http.server.BaseHTTPRequestHandler):
+    """Nova under /v2.1, Neutron under /v2.0, the management API under /api."""
+
+    base: ClassVar[str] = ""
+    routes: ClassVar[dict[str, Any]] = {}
+    #: Path prefix -> how many more GETs to it answer 503, as a restarting haproxy does.
+    failing: ClassVar[dict[str, int]] = {}
+    #: Cloud minus real time, seconds, for the Date header.
+    skew: ClassVar[float] = 0.0
+
+    def do_GET(self) -> None:
+        path = self.path.split("?")[0].rstrip("/") or "/"
+        for prefix, count in self.failing.items():
+            if path.startswith(prefix) and count > 0:
+                self.failing[prefix] = count - 1
+                self._send(503, {"error": "service unavailable"})
+                return
+        if path == "/v2.1":
+            links = [{"rel": "self", "href": f"{self.base}/v2.1/"}]
+            body: Any = {
+                "version": {
+                    "id": "v2.1",
+                    "status": "CURRENT",
+                    "version": "2.79",
+                    "min_version": "2.1",
+                    "links": links,
+                }
+            }
+        elif path == "/":
+            links = [{"rel": "self", "href": f"{self.base}/v2.0/"}]
+            body = {"versions": [{"id": "v2.0", "status": "CURRENT", "links": links}]}
+        elif path in self.routes:
+            body = self.routes[path]
+        else:
+            self._send(404, {"error": "not found"})
+            return
+        self._send(200, body)
+
+    def _send(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response_only(status)
+        self.send_header("Date", email.utils.formatdate(time.time() + self.skew, usegmt=True))
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def nova_service(binary: str, host: str, reported: dt.datetime) -> dict[str, Any]:
+    return {
+        "id": f"{binary}-{host}",
+        "binary": binary,
+        "host": host,
+        "status": "enabled",
+        "state": "up",
+        "forced_down": False,
+        "updated_at": iso(reported),
+        "zone": "nova",
+    }
+
+
+def healthy_routes(reported: dt.datetime) -> dict[str, Any]:
+    services = [
+        nova_service("nova-conductor", "ctl", reported),
+        nova_service("nova-compute", "cmp1", reported),
+    ]
+    return {
+        "/v2.1/os-services": {"services": services},
+        "/v2.0/agents": {"agents": []},
+        "/api/whoami": {"name": "mon", "tags": ["monitoring"]},
+        "/api/vhosts": [{"name": "/"}],
+        "/api/nodes": [],
+        "/api/consumers/%2F": [
+            {"queue": {"name": "conductor"}},
+            {"queue": {"name": "conductor.ctl"}},
+            {"queue": {"name": "compute.cmp1"}},
+        ],
+        "/api/queues/%2F/conductor": {"consumers": 1},
+        "/api/queues/%2F/conductor.ctl": {"consumers": 1},
+        "/api/queues/%2F/compute.cmp1": {"consumers": 1},
+    }
+
+
+@pytest.fixture
+def standin() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
+    StandIn.base = f"http://127.0.0.1:{server.server_address[1]}"
+    StandIn.routes = healthy_routes(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2))
+    StandIn.failing = {}
+    StandIn.skew = 0.0
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield StandIn.base
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def connect_to(url: str) -> Callable[[], Any]:
+    conn = openstack.connect(
+        auth_type="none",
+        auth={"endpoint": url},
+        compute_endpoint_override=f"{url}/v2.1",
+        network_endpoint_override=f"{url}/",
+        load_yaml_config=False,
+        load_envvars=False,
+    )
+    return lambda: conn
+
+
+class Clocks:
+    """The harness's wall clock (real time plus ``ahead``) and a monotonic one; sleeps move both."""
+
+    def __init__(self, ahead: float = 0.0) -> None:
+        self.wall = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ahead)
+        self.mono = 100.0
+        self.slept = 0.0
+
+    def now(self) -> dt.datetime:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+    def sleep(self, seconds: float) -> None:
+        self.slept += seconds
+        self.mono += seconds
+        self.wall += dt.timedelta(seconds=seconds)
+
+
+def probe(
+    url: str,
+    tmp_path: pathlib.Path,
+    clocks: Clocks,
+    *,
+    window_open: bool,
+    compute_url: str | None = None,
+    transport_url: str | None = None,
+    grace: float = 70.0,
+) -> MQProbe:
+    (tmp_path / "pw").write_text(PASSWORD)
+    rabbit = RabbitSettings(
+        url=url,
+        vhost="/",
+        username="mon",
+        password=Secret(where=f"{WHERE}.rabbitmq.password_file", file=tmp_path / "pw"),
+        verify=True,
+    )
+    transport = None
+    if transport_url is not None:
+        (tmp_path / "url").write_text(transport_url)
+        transport = Secret(where=f"{WHERE}.transport_url_file", file=tmp_path / "url")
+    settings = MQSettings(WHERE, rabbit, transport, grace=grace)
+    drained = clocks.now() - dt.timedelta(seconds=10 if window_open else grace + 10)
+    return MQProbe(
+        "c",
+        settings,
+        connect_to(compute_url or url),
+        drained_at=drained,
+        now=clocks.now,
+        sleep=clocks.sleep,
+        monotonic=clocks.monotonic,
+        sample_gap=0.0,
+        interval=2.0,
+    )
+
+
+CHECKS = ["heartbeats", "consumers"]
+
+
+# --- every read retried; a transient failure WAITs in the window, could-not-run after ----
+
+
+#: Every read each observation makes, by the path it reads.
+READS = [
+    ("heartbeats", "/v2.1/os-services"),
+    ("heartbeats", "/v2.0/agents"),
+    ("heartbeats", "/api/nodes"),
+    ("consumers", "/v2.1/os-services"),
+    ("consumers", "/v2.0/agents"),
+    ("consumers", "/api/nodes"),
+    ("consumers", "/api/consumers"),
+    ("consumers", "/api/queues"),
+    ("preflight_broker", "/api/whoami"),
+    ("preflight_broker", "/api/vhosts"),
+]
+
+
+@pytest.mark.parametrize(("check", "prefix"), READS)
+def test_one_503_on_any_read_is_retried_not_reported(
+    standin: str, tmp_path: pathlib.Path, check: str, prefix: str
+) -> None:
+    # Measured: one haproxy 503 while the window was open failed the check at once.
+    clocks = Clocks()
+    mq = probe(standin, tmp_path, clocks, window_open=False)
+    StandIn.failing = {prefix: 1}
+    verdict: Verdict | None = getattr(mq, check)()
+    assert verdict is None or verdict.status is Status.GREEN, verdict
+    assert StandIn.failing[prefix] == 0  # the fault was met, and retried
+    assert clocks.slept > 0
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_an_api_that_stays_503_waits_in_the_window_and_cannot_run_after(
+    standin: str, tmp_path: pathlib.Path, check: str
+) -> None:
+    StandIn.failing = {"/v2.1/os-services": 10_000}
+    waiting: Verdict = getattr(probe(standin, tmp_path, Clocks(), window_open=True), check)()
+    assert waiting.status is Status.WAIT
+    assert "503" in waiting.problems[0]
+    assert "within the grace window" in waiting.problems[0]
+    mq = probe(standin, tmp_path, Clocks(), window_open=False)
+    with pytest.raises(CheckError) as caught:
+        getattr(mq, check)()
+    message = str(caught.value)
+    assert message.startswith(f"c: mq.{check} could not run: cannot list nova services: ")
+    assert "503" in message
+    assert "\n" not in message
+    assert caught.value.transient
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_a_connect_failure_is_a_wait_or_one_line_never_a_traceback(
+    standin: str, tmp_path: pathlib.Path, check: str
+) -> None:
+    nowhere = f"http://127.0.0.1:{closed_port()}"
+    mq = probe(standin, tmp_path, Clocks(), window_open=True, compute_url=nowhere)
+    verdict: Verdict = getattr(mq, check)()
+    assert verdict.status is Status.WAIT
+    mq = probe(standin, tmp_path, Clocks(), window_open=False, compute_url=nowhere)
+    with pytest.raises(CheckError, match=rf"^c: mq.{check} could not run: cannot list nova"):
+        getattr(mq, check)()
+
+
+def test_the_management_api_staying_503_waits_then_cannot_run(
+    standin: str, tmp_path: pathlib.Path
+) -> None:
+    StandIn.failing = {"/api/queues": 10_000}
+    waiting = probe(standin, tmp_path, Clocks(), window_open=True).consumers()
+    assert waiting.status is Status.WAIT
+    with pytest.raises(CheckError, match=r"^c: mq.consumers could not run: .*HTTP 503"):
+        probe(standin, tmp_path, Clocks(), window_open=False).consumers()
+
+
+def test_retries_inside_settled_fit_its_deadline(standin: str, tmp_path: pathlib.Path) -> None:
+    StandIn.failing = {"/v2.1/os-services": 10_000}
+    clocks = Clocks()
+    mq = probe(standin, tmp_path, clocks, window_open=True, grace=20.0)
+    mq.drained_at = clocks.now()
+    limit = mq.settings.grace + mq.sample_gap + mq.ping_timeout + 2 * mq.interval
+    with pytest.raises(CheckError, match="could not run"):
+        mq.settled(mq.heartbeats)
+    # The retry budget of each read stopped at the wait's bound instead of adding to it.
+    assert clocks.slept <= limit + 0.1
+
+
+# --- the broker preflight: what waiting cannot fix names the harness's setting ------------
+
+
+def test_a_user_tagged_only_management_cannot_run_the_consumer_check(
+    standin: str, tmp_path: pathlib.Path
+) -> None:
+    StandIn.routes["/api/whoami"] = {"name": "mon", "tags": ["management"]}
+    mq = probe(standin, tmp_path, Clocks(), window_open=True)
+    with pytest.raises(CheckError) as caught:
+        mq.preflight_broker()
+    message = str(caught.value)
+    assert message.startswith(f"c: mq.consumers could not run: {WHERE}.rabbitmq.username: ")
+    assert "monitoring tag" in message
+    assert caught.value.misconfigured
+    StandIn.routes["/api/whoami"] = {"name": "mon", "tags": ["monitoring"]}
+    mq.preflight_broker()
+
+
+def test_refused_credentials_name_the_user_and_password_settings(
+    standin: str, tmp_path: pathlib.Path
+) -> None:
+    class Refusing(StandIn):
+        def do_GET(self) -> None:
+            self._send(401, {"error": "not_authorized", "reason": "Login failed"})
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        mq = probe(url, tmp_path, Clocks(), window_open=True, compute_url=standin)
+        with pytest.raises(CheckError) as caught:
+            mq.preflight_broker()
+    finally:
+        server.shutdown()
+        server.server_close()
+    message = str(caught.value)
+    assert "rejected the credentials of user mon (HTTP 401)" in message
+    assert f"check {WHERE}.rabbitmq.username and {WHERE}.rabbitmq.password_file" in message
+    assert caught.value.misconfigured
+    assert PASSWORD not in message
+
+
+# --- the RPC ping: the harness's transport is never a service's fault ---------------------
+
+
+def test_an_unreachable_transport_names_the_harness_setting_not_a_service(
+    standin: str, tmp_path: pathlib.Path
+) -> None:
+    pytest.importorskip("oslo_messaging")
+    url = f"rabbit://nova:{PASSWORD}@127.0.0.1:{closed_port()}/"
+    mq = probe(standin, tmp_path, Clocks(), window_open=False, transport_url=url)
+    mq.ping_timeout = 2.0
+    with pytest.raises(CheckError) as caught:
+        mq.pings()
+    message = str(caught.value)
+    assert message.startswith("c: mq.rpc_ping could not run: RPC transport: ")
+    assert message.endswith(f"check the harness's {WHERE}.transport_url_file")
+    assert "nova-conductor" not in message
+    assert PASSWORD not in message
+
+
+# --- heartbeats judged in the cloud's clock -----------------------------------------------
+
+
+@pytest.mark.parametrize(("skew", "reported_after_drain"), [(-90.0, True), (30.0, False)])
+def test_heartbeats_survive_skew_between_the_cloud_and_the_harness(
+    standin: str, tmp_path: pathlib.Path, skew: float, reported_after_drain: bool
+) -> None:
+    real = dt.datetime.now(dt.UTC)
+    StandIn.skew = skew
+    clocks = Clocks()
+    mq = probe(standin, tmp_path, clocks, window_open=False, grace=50.0)
+    mq.drained_at = real - dt.timedelta(seconds=60)
+    # In real time: the conductor reported 5 s ago; the compute 5 s after the drain (alive)
+    # or 10 s before it (dead since). Nova stamps both in the cloud's clock.
+    compute = real - dt.timedelta(seconds=55 if reported_after_drain else 70)
+    StandIn.routes["/v2.1/os-services"] = {
+        "services": [
+            nova_service("nova-conductor", "ctl", real + dt.timedelta(seconds=skew - 5)),
+            nova_service("nova-compute", "cmp1", compute + dt.timedelta(seconds=skew)),
+        ]
+    }
+    verdict = mq.heartbeats()
+    if reported_after_drain:
+        assert verdict.status is Status.GREEN, verdict.problems
+    else:
+        assert verdict.status is Status.RED
+        assert verdict.culprit is not None
+        assert verdict.culprit.startswith("nova-compute on cmp1 has not reported since")
+
+
+# --- the canary's diagnosis sees what the other checks found in this run ------------------
+
+
+def test_diagnose_names_a_cause_found_earlier_when_the_fresh_look_is_green(
+    standin: str, tmp_path: pathlib.Path
+) -> None:
+    mq = probe(standin, tmp_path, Clocks(), window_open=False)
+    StandIn.routes["/api/consumers/%2F"] = [
+        {"queue": {"name": "conductor"}},
+        {"queue": {"name": "conductor.ctl"}},
+    ]
+    red = mq.consumers()
+    assert red.status is Status.RED
+    assert mq.remembered() == [red]
+    StandIn.routes = healthy_routes(dt.datetime.now(dt.UTC))
+    culprit, evidence = mq.diagnose(CanaryObs("abc", "BUILD", "scheduling", 30.0))
+    assert culprit == (
+        "server abc stuck in BUILD/scheduling for 30 s; queue compute.cmp1 has 0 consumers "
+        "and 0 messages waiting: nova-compute on cmp1 is not consuming "
+        "(found earlier in this run by mq.consumers)"
+    )
+    assert any(line.startswith("mq.consumers [green]:") for line in evidence)
+
+
+def test_the_memory_keeps_the_latest_non_green_verdict_per_check_across_threads(
+    standin: str, tmp_path: pathlib.Path
+) -> None:
+    mq = probe(standin, tmp_path, Clocks(), window_open=False)
+    green = Verdict("mq.consumers", Status.GREEN)
+
+    def record(i: int) -> None:
+        for j in range(50):
+            mq.remember(Verdict(f"mq.check{i}", Status.RED, evidence=(str(j),)))
+            mq.remember(green)
+
+    threads = [threading.Thread(target=record, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    kept = mq.remembered()
+    assert [v.check for v in kept] == sorted(f"mq.check{i}" for i in range(8))
+    assert all(v.evidence == ("49",) for v in kept)
