@@ -5,14 +5,31 @@ Waiting is a bounded poll of our own rather than the SDK's ``wait_for_server``, 
 failure must carry what the SDK's waiter drops: every status/task_state transition with
 its time, Nova's fault text and code, the request ids and the compute host.
 
+Every wait (boot, console, delete) is a :func:`e2etests.waiting.poll` on a monotonic
+:class:`~e2etests.waiting.Deadline`; the retries of each poll and each HTTP request are cut to
+the time that deadline leaves, so a boot wait ends by ``boot_timeout`` plus one request bound
+(:data:`e2etests.waiting.REQUEST_FLOOR`), whatever the API's slowness or 503s.
+
+A lost create response (a 504 or a read timeout while nova-api goes on) is not answered by an
+immediate second create: the unique name is polled for a while first, and what appears is
+adopted (:func:`e2etests.retry.create_once`).
+
+Console output: on KVM the serial log is empty for the first seconds after ACTIVE, so it is
+polled for up to :data:`CONSOLE_WAIT` s, a bound of its own (the boot deadline may be nearly
+spent when ACTIVE comes). Output still empty after that is a *warning* (:attr:`Lifecycle.warnings`,
+and in the evidence if the check fails for another reason), never a failure: the server runs
+as requested, and an empty log alone is no proof that the cloud is broken. A console call that
+fails (other than "this driver has no console") is a failure.
+
 Leak-proofing is the caller's half of the contract: register :meth:`Lifecycle.cleanup`
-*before* calling :meth:`Lifecycle.run`; cleanup finds the server by id, or by its unique
-name when the create response never arrived.
+*before* calling :meth:`Lifecycle.run`; cleanup deletes the server by id *and* every server
+carrying the check's unique name (a create repeated after a lost response can leave two).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 import uuid
@@ -22,23 +39,27 @@ from typing import Any
 import keystoneauth1.exceptions
 import openstack.exceptions
 import requests
+import tenacity
 from openstack.compute.v2.flavor import Flavor
 from openstack.compute.v2.server import Server
 from openstack.connection import Connection
 from openstack.image.v2.image import Image
 from openstack.network.v2.network import Network
 
-from e2etests import retry
+from e2etests import retry, waiting
 from e2etests.config import CloudSettings
 from e2etests.redact import message
+from e2etests.waiting import Deadline
 
 __all__ = [
+    "CONSOLE_WAIT",
     "MARK_KEY",
     "NAME_PREFIX",
     "CheckFailed",
     "Lifecycle",
     "RequestLog",
     "Transition",
+    "counts_as_gone",
     "describe_server_failure",
     "run_prefix",
     "server_name",
@@ -49,10 +70,25 @@ NAME_PREFIX = "e2e-"
 #: Metadata key marking a server as the harness's own; its value is the run id.
 MARK_KEY = "e2etests-run"
 
+#: Seconds to wait after ACTIVE for the console output to be non-empty (see the docstring).
+CONSOLE_WAIT = 15.0
+
+log = logging.getLogger(__name__)
+
 _POWER_RUNNING = 1
+# SOFT_DELETED: the cloud runs with `reclaim_instance_interval`; Nova reclaims it later, on
+# its own, and no user call is needed (or, for a non-admin, possible) to finish the delete.
 _GONE_STATUSES = frozenset({"DELETED", "SOFT_DELETED"})
 # Console output is optional in Nova: these mean "this cloud's driver has none".
 _NO_CONSOLE_STATUSES = frozenset({404, 409, 501})
+
+
+def counts_as_gone(status: str | None) -> bool:
+    """Whether a server still listed with this status is deleted, as far as the harness goes.
+
+    The one rule for the lifecycle check, its cleanup and the sweeper.
+    """
+    return (status or "").upper() in _GONE_STATUSES
 
 
 def run_prefix(run_id: str) -> str:
@@ -172,7 +208,7 @@ class Lifecycle:
     """One create -> ACTIVE -> verify -> delete -> gone check of one cloud.
 
     ``phases`` holds the seconds each finished (or failed) phase took: ``boot``, ``verify``,
-    ``delete``.
+    ``delete``. ``warnings`` holds one line per doubt that did not fail the check.
     """
 
     def __init__(
@@ -193,6 +229,7 @@ class Lifecycle:
         self.name = name
         self.run_id = run_id
         self.phases: dict[str, float] = {}
+        self.warnings: list[str] = []
         self.transitions: list[Transition] = []
         self.server_id: str | None = None
         self._monotonic = monotonic
@@ -201,8 +238,12 @@ class Lifecycle:
         self._stop = stop
         self._retry = retry.idempotent(sleep, label=cloud)
         self._created_at: float | None = None
+        self._boot: Deadline | None = None
         self._create_attempted = False
-        self._gone = False
+        # Servers seen gone (404 or a gone status): never deleted or waited for again.
+        self._gone_ids: set[str] = set()
+        # The newest view of the server being waited for, for the evidence of an interrupt.
+        self._last: Server | None = None
         self._log: RequestLog | None = None
         self.global_request_id = f"req-{uuid.uuid4()}"
 
@@ -223,6 +264,7 @@ class Lifecycle:
             ) from None
 
     def _run(self) -> Server:
+        waiting.bound_requests(self.conn.session.session)
         self._log = RequestLog(self.conn)
         # One id in every service's log for this whole check.
         self.conn.set_global_request_id(self.global_request_id)
@@ -234,27 +276,20 @@ class Lifecycle:
         started = self._monotonic()
         self._verify(server, resolved)
         self.phases["verify"] = round(self._monotonic() - started, 3)
-        self._delete_and_wait()
+        self._delete_all()
         return server
 
     def cleanup(self) -> None:
-        """Delete the server (by id, else by unique name) and wait until it is gone.
+        """Delete the server by id and every server of the check's name; wait until all are gone.
 
-        Safe to call at any point, any number of times: it does nothing once the server is
-        known to be gone.
+        Safe to call at any point, any number of times: once a create was attempted, each
+        call looks the name up again (one listing when nothing is left), because a create
+        whose response was lost can make its server visible late.
         """
-        if self._gone or not self._create_attempted:
+        if not self._create_attempted:
             return
-        if self.server_id is None:
-            found = [s.id for s in self._find_by_name()]
-            if not found:
-                self._gone = True
-                return
-            # Two matches means a create was repeated after a lost response: delete both.
-            for extra in found[1:]:
-                self._retry(self.conn.compute.delete_server, extra)
-            self.server_id = found[0]
-        self._delete_and_wait()
+        waiting.bound_requests(self.conn.session.session)
+        self._delete_all()
 
     def close(self) -> None:
         """Detach from the connection; call after :meth:`cleanup`."""
@@ -328,16 +363,23 @@ class Lifecycle:
         if self._stop is not None and self._stop.is_set():
             raise CheckFailed(f"{self.cloud}: run interrupted before the create of {self.name}")
         self._created_at = self._monotonic()
+        self._boot = Deadline(self._created_at + self.settings.boot_timeout, self._monotonic)
         self._create_attempted = True
 
         def lookup() -> Server | None:
-            found = self._find_by_name()
+            found = [s for s in self._list_by_name() if not counts_as_gone(s.status)]
             return found[0] if found else None
 
         try:
-            server = retry.create_once(
-                lambda: self.conn.compute.create_server(**attrs), lookup, sleep=self._sleep
-            )
+            with waiting.requests_within(self._boot):
+                server = retry.create_once(
+                    lambda: self.conn.compute.create_server(**attrs),
+                    lookup,
+                    sleep=self._pause,
+                    interval=self.settings.poll_interval,
+                    deadline=self._boot,
+                    clock=self._monotonic,
+                )
         except openstack.exceptions.HttpException as exc:
             ids = [f"global {self.global_request_id}"]
             ids += [f"create {exc.request_id}"] if exc.request_id else []
@@ -349,28 +391,52 @@ class Lifecycle:
         return server
 
     def _wait_active(self, server: Server) -> Server:
-        assert self._created_at is not None  # set by _create
-        deadline = self._created_at + self.settings.boot_timeout
-        while True:
-            server = self._retry(self.conn.compute.get_server, server.id)
-            self._observe(server)
-            if server.status == "ACTIVE":
-                return server
-            if server.status == "ERROR":
-                raise self._failure(server, f"went ERROR during boot after {self._age():.1f} s")
-            now = self._monotonic()
-            if now >= deadline:
-                raise self._failure(
-                    server,
-                    f"still {server.status}/{server.task_state or '-'} "
-                    f"{self.settings.boot_timeout:g} s after create (boot_timeout)",
-                )
-            self._pause(min(self.settings.poll_interval, deadline - now), server)
+        assert self._boot is not None  # set by _create
+        deadline = self._boot
+        policy = self._retry_until(deadline)
+        self._last = server
+        seen = False
+        error: Exception | None = None
+        with waiting.requests_within(deadline):
+            for _ in waiting.poll(deadline, self.settings.poll_interval, self._pause):
+                try:
+                    server = policy(self.conn.compute.get_server, server.id)
+                except Exception as exc:
+                    # A poll lost to an API blip is a missed look, not a verdict: the
+                    # deadline decides.
+                    if not retry.is_transient(exc):
+                        raise
+                    error = exc
+                    continue
+                error, seen = None, True
+                self._last = server
+                self._observe(server)
+                if server.status == "ACTIVE":
+                    return server
+                if server.status == "ERROR":
+                    raise self._failure(server, f"went ERROR during boot after {self._age():.1f} s")
+        if error is not None and not seen:
+            raise self._failure(
+                server,
+                f"not seen in {self.settings.boot_timeout:g} s after create (boot_timeout): "
+                f"every status poll failed, the last with {type(error).__name__}: "
+                f"{message(error)}",
+            )
+        failed = f"; last poll failed: {type(error).__name__}" if error else ""
+        raise self._failure(
+            server,
+            f"still {server.status}/{server.task_state or '-'} "
+            f"{self.settings.boot_timeout:g} s after create (boot_timeout){failed}",
+        )
 
-    def _pause(self, seconds: float, server: Server) -> None:
+    def _pause(self, seconds: float) -> None:
+        """A poll's pause that ends the wait, with the server's state, when the run stops."""
         if self._stop is None:
             self._sleep(seconds)
         elif self._stop.wait(seconds):
+            server = self._last
+            if server is None:
+                raise CheckFailed(f"{self.cloud}: run interrupted while creating {self.name}")
             raise self._failure(
                 server,
                 f"was {server.status}/{server.task_state or '-'} when the run was interrupted",
@@ -401,54 +467,110 @@ class Lifecycle:
                 [
                     f"cloud {self.cloud}, server {server.id}, compute host {host}",
                     *(f"problem: {p}" for p in problems),
+                    *(f"warning: {w}" for w in self.warnings),
                     f"request ids: global {self.global_request_id}",
                 ],
             )
 
     def _console_problems(self, server: Server) -> list[str]:
-        try:
-            output = self._retry(self.conn.compute.get_server_console_output, server, 20)
-        except openstack.exceptions.HttpException as exc:
-            if exc.status_code in _NO_CONSOLE_STATUSES:
-                return []
-            return [f"console output failed: {message(exc)}"]
-        if not (output or {}).get("output"):
-            return ["console output is empty"]
+        deadline = Deadline.after(CONSOLE_WAIT, self._monotonic)
+        policy = self._retry_until(deadline)
+        started = self._monotonic()
+        with waiting.requests_within(deadline):
+            for _ in waiting.poll(deadline, self.settings.poll_interval, self._pause):
+                try:
+                    output = policy(self.conn.compute.get_server_console_output, server, 20)
+                except openstack.exceptions.HttpException as exc:
+                    if exc.status_code in _NO_CONSOLE_STATUSES:
+                        return []
+                    return [f"console output failed: {message(exc)}"]
+                if (output or {}).get("output"):
+                    return []
+        self._warn(
+            f"console output of server {server.id} still empty "
+            f"{self._monotonic() - started:.0f} s after ACTIVE (not counted as a failure)"
+        )
         return []
 
-    def _delete_and_wait(self) -> None:
-        server_id = self.server_id
-        if server_id is None or self._gone:
-            return
+    def _delete_all(self) -> None:
+        """Delete ``server_id`` and every server named ``name``; wait until all are gone."""
         started = self._monotonic()
-        deadline = started + self.settings.delete_timeout
-        self._retry(self.conn.compute.delete_server, server_id)
-        while True:
+        deadline = Deadline(started + self.settings.delete_timeout, self._monotonic)
+        policy = self._retry_until(deadline)
+        with waiting.requests_within(deadline):
+            pending = [self.server_id] if self.server_id else []
+            listing_error: Exception | None = None
             try:
-                server = self._retry(self.conn.compute.get_server, server_id)
-            except openstack.exceptions.NotFoundException:
-                break
-            self._observe(server)
-            if server.status in _GONE_STATUSES:
-                break
-            now = self._monotonic()
-            if now >= deadline:
-                self.phases["delete"] = round(now - started, 3)
-                raise self._failure(
-                    server,
-                    f"still {server.status}/{server.task_state or '-'} "
-                    f"{self.settings.delete_timeout:g} s after delete (delete_timeout)",
-                )
-            self._sleep(min(self.settings.poll_interval, deadline - now))
-        self._gone = True
-        self.phases["delete"] = round(self._monotonic() - started, 3)
+                named = policy(self._list_by_name)
+            except Exception as exc:
+                if not pending:
+                    raise
+                # Delete what is known by id first; the listing's error is raised after.
+                listing_error = exc
+                named = []
+            pending += [s.id for s in named if not counts_as_gone(s.status)]
+            pending = [i for i in dict.fromkeys(pending) if i not in self._gone_ids]
+            if not pending:
+                return
+            if len(pending) > 1:
+                self._warn(f"{len(pending)} servers named {self.name}: deleting all of them")
+            for server_id in list(pending):
+                try:
+                    policy(self.conn.compute.delete_server, server_id)
+                except openstack.exceptions.NotFoundException:
+                    self._gone_ids.add(server_id)
+                    pending.remove(server_id)
+            last: dict[str, Server] = {}
+            error: Exception | None = None
+            for _ in waiting.poll(deadline, self.settings.poll_interval, self._sleep):
+                for server_id in list(pending):
+                    try:
+                        server = policy(self.conn.compute.get_server, server_id)
+                    except openstack.exceptions.NotFoundException:
+                        server = None
+                    except Exception as exc:
+                        if not retry.is_transient(exc):
+                            raise
+                        error = exc  # a missed look: the deadline decides
+                        continue
+                    if server is not None and server_id == self.server_id:
+                        self._observe(server)
+                    if server is None or counts_as_gone(server.status):
+                        self._gone_ids.add(server_id)
+                        pending.remove(server_id)
+                    else:
+                        last[server_id] = server
+                if not pending:
+                    break
+            self.phases["delete"] = round(self._monotonic() - started, 3)
+        if pending and pending[0] not in last and error is not None:
+            raise error
+        if pending:
+            stuck = last[pending[0]]
+            others = f" (and {len(pending) - 1} more of that name)" if len(pending) > 1 else ""
+            raise self._failure(
+                stuck,
+                f"still {stuck.status}/{stuck.task_state or '-'} "
+                f"{self.settings.delete_timeout:g} s after delete (delete_timeout){others}",
+            )
+        if listing_error is not None:
+            raise listing_error
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _find_by_name(self) -> list[Server]:
+    def _retry_until(self, deadline: Deadline) -> tenacity.Retrying:
+        """The idempotent policy, its retries cut to what ``deadline`` leaves."""
+        return retry.idempotent(self._sleep, label=self.cloud, deadline=deadline)
+
+    def _list_by_name(self) -> list[Server]:
+        """Servers named exactly ``name``, gone or not; one listing, no retry."""
         # Nova matches `name` as a regex; our names hold only letters, digits and dashes.
-        servers = self._retry(lambda: list(self.conn.compute.servers(name=f"^{self.name}$")))
+        servers = list(self.conn.compute.servers(name=f"^{self.name}$"))
         return [s for s in servers if s.name == self.name]
+
+    def _warn(self, line: str) -> None:
+        log.warning("%s: %s", self.cloud, line)
+        self.warnings.append(line)
 
     def _age(self) -> float:
         return self._monotonic() - (self._created_at or self._monotonic())

@@ -4,7 +4,7 @@ A smoke test must not go red because one API call met a restarting haproxy, and 
 hide a real outage behind endless retries. So only transient failures are retried
 (connection errors, HTTP 502/503/504), only for calls that are safe to repeat, and always
 within a bound of attempts and of time. A create is never repeated blindly: if its response
-was lost, the unique name is looked up first (:func:`create_once`).
+was lost, the unique name is looked up for a while first (:func:`create_once`).
 
 The Slack poster's policy lives here too (:func:`slack_call`): same shape, its own notion of
 transient and its own bounds. ``sleep`` is injectable everywhere so unit tests run without
@@ -22,9 +22,10 @@ import keystoneauth1.exceptions
 import openstack.exceptions
 import tenacity
 
-from e2etests.waiting import Deadline
+from e2etests.waiting import Clock, Deadline, poll
 
 __all__ = [
+    "LOST_CREATE_SETTLE",
     "TRANSIENT_HTTP_STATUSES",
     "Sleep",
     "create_once",
@@ -45,6 +46,10 @@ TRANSIENT_HTTP_STATUSES = frozenset({502, 503, 504})
 #: Bounds of :func:`idempotent`: enough to ride out an API restart, short next to a deadline.
 IDEMPOTENT_ATTEMPTS = 4
 IDEMPOTENT_MAX_DELAY = 20.0
+
+#: Seconds to look for a created resource by name after its create response was lost, before
+#: concluding that the API never got the request.
+LOST_CREATE_SETTLE = 30.0
 
 #: Bounds of :func:`slack_call`: a drain hook must not wait long on a chat message.
 SLACK_ATTEMPTS = 3
@@ -168,11 +173,21 @@ def create_once(
     *,
     attempts: int = 2,
     sleep: Sleep = time.sleep,
+    settle: float | None = None,
+    interval: float = 1.0,
+    deadline: Deadline | None = None,
+    clock: Clock = time.monotonic,
 ) -> T:
     """Call ``create``; after a transient failure, adopt what ``lookup`` finds by unique name.
 
-    Only when the look-up proves nothing was created is ``create`` called again, at most
-    ``attempts`` times in all. ``lookup`` must search by a name unique to this call.
+    A lost response (a 504 or a read timeout) often means the API is still working on the
+    request: the resource shows up seconds later. So ``lookup`` is polled every ``interval``
+    s for ``settle`` s (default :data:`LOST_CREATE_SETTLE`; never past ``deadline``), and what
+    it finds is adopted. Only when the window's last look-up answered and found nothing is
+    ``create`` sent again, at most ``attempts`` times in all; if that look-up failed, or
+    ``deadline`` is reached, the create's error is raised. ``lookup`` must search by a name
+    unique to this call, and the caller's cleanup must still delete *every* resource of that
+    name: a create slower than the window can still appear after the repeat.
     """
     for attempt in range(1, attempts + 1):
         try:
@@ -180,12 +195,23 @@ def create_once(
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            # The request may have reached the API before the connection broke.
-            found = idempotent(sleep)(lookup)
-            if found is not None:
-                log.warning("create failed transiently but the resource exists; adopting it")
-                return found
-            if attempt == attempts:
+            window = Deadline.after(LOST_CREATE_SETTLE if settle is None else settle, clock)
+            if deadline is not None:
+                window = Deadline(min(window.at, deadline.at), clock)
+            answered_empty = False
+            for _ in poll(window, interval, sleep):
+                answered_empty = False
+                try:
+                    found = idempotent(sleep, deadline=window)(lookup)
+                except Exception as lookup_exc:
+                    if not is_transient(lookup_exc):
+                        raise
+                    continue
+                if found is not None:
+                    log.warning("create failed transiently but the resource exists; adopting it")
+                    return found
+                answered_empty = True
+            expired = deadline is not None and deadline.expired
+            if attempt == attempts or not answered_empty or expired:
                 raise
-            sleep(1.0)
     raise AssertionError("unreachable: the loop returns or raises")

@@ -3,6 +3,9 @@
 A server is a leftover only if all of these hold: its name starts with ``e2e-``, it carries
 the harness's metadata mark (``e2etests-run``), and it is older than ``--older-than``.
 Anything else is never touched, whatever its name. ``--dry-run`` lists without deleting.
+A server Nova already counts as deleted (``SOFT_DELETED``, on a cloud with
+``reclaim_instance_interval``) is gone by the same rule as the lifecycle check's
+(:func:`e2etests.lifecycle.counts_as_gone`): neither selected nor waited for.
 
 Usage: ``e2etests sweep [--clouds NAMES] [--older-than AGE] [--run-id ID] [--dry-run]
 [--reset-stuck] [--timeout AGE]``,
@@ -18,23 +21,26 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 import openstack.connection
 import openstack.exceptions
 from openstack.compute.v2.server import Server
 
 from e2etests import config as e2e_config
-from e2etests import retry
+from e2etests import retry, waiting
 from e2etests.config import CloudTarget
 from e2etests.errors import ConfigError, ExitStatus
-from e2etests.lifecycle import MARK_KEY, NAME_PREFIX
+from e2etests.lifecycle import MARK_KEY, NAME_PREFIX, counts_as_gone
 from e2etests.redact import clip, describe, redact
+from e2etests.waiting import Clock, Deadline
 
-__all__ = ["Leftover", "main", "parse_age", "select_leftovers"]
+__all__ = ["Leftover", "UsageError", "main", "parse_age", "select_leftovers"]
 
 _AGE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+#: Seconds between two looks at servers being deleted.
+_POLL_INTERVAL = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +87,7 @@ def select_leftovers(
         if s.name.startswith(NAME_PREFIX)
         and s.run_id
         and (run_id is None or s.run_id == run_id)
+        and not counts_as_gone(s.status)
         # Unknown age is not "old": a server we cannot date is left alone.
         and s.created_at is not None
         and s.created_at <= cutoff
@@ -94,6 +101,7 @@ def _sweep_cloud(
     out: TextIO,
     now: Callable[[], dt.datetime],
     sleep: retry.Sleep,
+    clock: Clock,
 ) -> ExitStatus:
     policy = retry.idempotent(sleep, label=target.id)
     try:
@@ -101,6 +109,11 @@ def _sweep_cloud(
     except e2e_config.CloudUnavailable as exc:
         print(str(exc), file=out)
         return ExitStatus.HARNESS_ERROR
+    waiting.bound_requests(conn.session.session)
+
+    def wait_gone(ids: Sequence[str]) -> list[str]:
+        return _wait_gone(conn, ids, Deadline.after(args.timeout, clock), target.id, sleep)
+
     try:
         servers = policy(lambda: list(conn.compute.servers(name=f"^{NAME_PREFIX}")))
         found = select_leftovers(
@@ -121,7 +134,7 @@ def _sweep_cloud(
             return ExitStatus.OK
         for s in found:
             policy(conn.compute.delete_server, s.id)
-        remaining = _wait_gone(conn, [s.id for s in found], args.timeout, policy, sleep)
+        remaining = wait_gone([s.id for s in found])
         if remaining and args.reset_stuck:
             # Nova ignores a second delete of a server already "deleting" (its first delete
             # was lost, e.g. in a broker restart); resetting to ERROR makes delete work again.
@@ -129,7 +142,7 @@ def _sweep_cloud(
                 print(f"{target.id}: resetting {server_id} to ERROR and deleting again", file=out)
                 policy(conn.compute.reset_server_state, server_id, "error")
                 policy(conn.compute.delete_server, server_id)
-            remaining = _wait_gone(conn, remaining, args.timeout, policy, sleep)
+            remaining = wait_gone(remaining)
         if remaining:
             print(
                 f"{target.id}: {len(remaining)} server(s) still present after "
@@ -146,27 +159,44 @@ def _sweep_cloud(
 def _wait_gone(
     conn: openstack.connection.Connection,
     ids: Sequence[str],
-    timeout: float,
-    policy: Callable[..., object],
+    deadline: Deadline,
+    label: str,
     sleep: retry.Sleep,
 ) -> list[str]:
-    deadline = time.monotonic() + timeout
+    """The ids still present at ``deadline``; none once every server is gone."""
+    policy = retry.idempotent(sleep, label=label, deadline=deadline)
     pending = list(ids)
-    while pending:
-        for server_id in list(pending):
-            try:
-                policy(conn.compute.get_server, server_id)
-            except openstack.exceptions.NotFoundException:
-                pending.remove(server_id)
-        if pending and time.monotonic() >= deadline:
-            break
-        if pending:
-            sleep(1.0)
+    with waiting.requests_within(deadline):
+        for _ in waiting.poll(deadline, _POLL_INTERVAL, sleep):
+            for server_id in list(pending):
+                try:
+                    server = policy(conn.compute.get_server, server_id)
+                except openstack.exceptions.NotFoundException:
+                    server = None
+                except Exception as exc:
+                    if not retry.is_transient(exc):
+                        raise
+                    continue  # a look lost to an API blip: the deadline decides
+                if server is None or counts_as_gone(server.status):
+                    pending.remove(server_id)
+            if not pending:
+                break
     return pending
 
 
+class UsageError(Exception):
+    """Bad sweep arguments; the message is one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse prints its whole usage block and exits 2 by itself; the sweeper answers a bad
+    # argument with one line, like the main command line.
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="e2etests sweep",
         description="Delete servers a killed e2etests run left behind (name prefix "
         f"{NAME_PREFIX!r} and metadata {MARK_KEY!r}); nothing else is touched.",
@@ -209,6 +239,7 @@ def main(
     err: TextIO | None = None,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     sleep: retry.Sleep = time.sleep,
+    clock: Clock = time.monotonic,
 ) -> int:
     """Run the sweeper; returns an :class:`~e2etests.errors.ExitStatus`.
 
@@ -219,7 +250,10 @@ def main(
     err = err or sys.stderr
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as exc:  # argparse already printed its one-line usage error
+    except UsageError as exc:
+        print(f"e2etests sweep: {redact(str(exc))}", file=err)
+        return ExitStatus.USAGE_ERROR
+    except SystemExit as exc:  # --help
         return ExitStatus.OK if exc.code == 0 else ExitStatus.USAGE_ERROR
     try:
         targets = e2e_config.load_targets(e2e_config.split_patterns(args.clouds))
@@ -229,7 +263,7 @@ def main(
     status = ExitStatus.OK
     for target in targets:
         try:
-            result = _sweep_cloud(target, args, out, now, sleep)
+            result = _sweep_cloud(target, args, out, now, sleep, clock)
         except Exception as exc:
             print(f"{target.id}: sweep failed: {clip(describe(exc), 250)}", file=err)
             result = ExitStatus.HARNESS_ERROR

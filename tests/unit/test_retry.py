@@ -8,7 +8,7 @@ import pytest
 import requests
 from slack_sdk.errors import SlackApiError
 
-from e2etests import retry
+from e2etests import retry, waiting
 
 
 def _http_error(status: int) -> openstack.exceptions.HttpException:
@@ -130,6 +130,19 @@ def test_idempotent_does_not_retry_real_errors() -> None:
     assert call.calls == 1
 
 
+class FakeClock:
+    """A monotonic clock that only moves when slept on."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_create_once_adopts_the_resource_a_lost_response_created() -> None:
     create = Flaky([_http_error(504)], result="second-server")
     lookups: list[str] = []
@@ -143,16 +156,72 @@ def test_create_once_adopts_the_resource_a_lost_response_created() -> None:
     assert lookups == ["looked"]
 
 
-def test_create_once_repeats_only_when_the_lookup_finds_nothing() -> None:
-    create = Flaky([keystoneauth1.exceptions.ConnectFailure("reset")], result="server")
-    assert retry.create_once(create, lambda: None, sleep=lambda _: None) == "server"
-    assert create.calls == 2
+def test_a_lost_create_is_looked_up_for_a_while_before_any_repeat() -> None:
+    # nova-api is still handling the first POST: its server is visible from the 4th look-up.
+    clock = FakeClock()
+    create = Flaky([_http_error(504)], result="second-server")
+    answers: list[str | None] = [None, None, None, "first-server"]
+
+    def lookup() -> str | None:
+        return answers.pop(0)
+
+    found = retry.create_once(
+        create, lookup, sleep=clock.sleep, clock=clock, settle=10.0, interval=1.0
+    )
+    assert found == "first-server"
+    assert create.calls == 1
+    assert clock.now == 3.0
+
+
+def test_create_is_repeated_only_after_the_whole_window_found_nothing() -> None:
+    clock = FakeClock()
+    calls_at: list[float] = []
+    failures: list[BaseException] = [keystoneauth1.exceptions.ConnectFailure("reset")]
+
+    def create() -> str:
+        calls_at.append(clock.now)
+        if failures:
+            raise failures.pop(0)
+        return "server"
+
+    found = retry.create_once(
+        create, lambda: None, sleep=clock.sleep, clock=clock, settle=10.0, interval=1.0
+    )
+    assert found == "server"
+    assert calls_at == [0.0, 10.0]
+
+
+def test_create_is_not_repeated_when_the_lookup_cannot_answer() -> None:
+    # A look-up that fails proves nothing: a second create could double the server.
+    clock = FakeClock()
+    create = Flaky([_http_error(504), _http_error(504)])
+
+    def lookup() -> str | None:
+        raise _http_error(503)
+
+    with pytest.raises(openstack.exceptions.HttpException) as err:
+        retry.create_once(create, lookup, sleep=clock.sleep, clock=clock, settle=5.0)
+    assert err.value.status_code == 504
+    assert create.calls == 1
+    assert clock.now <= 5.0
+
+
+def test_create_is_not_repeated_past_the_deadline_it_serves() -> None:
+    clock = FakeClock()
+    create = Flaky([_http_error(504), _http_error(504)])
+    deadline = waiting.Deadline.after(4.0, clock)
+    with pytest.raises(openstack.exceptions.HttpException):
+        retry.create_once(
+            create, lambda: None, sleep=clock.sleep, clock=clock, settle=30.0, deadline=deadline
+        )
+    assert create.calls == 1
+    assert clock.now == 4.0
 
 
 def test_create_once_is_bounded() -> None:
     create = Flaky([_http_error(503) for _ in range(5)])
     with pytest.raises(openstack.exceptions.HttpException):
-        retry.create_once(create, lambda: None, attempts=2, sleep=lambda _: None)
+        retry.create_once(create, lambda: None, attempts=2, sleep=lambda _: None, settle=0)
     assert create.calls == 2
 
 

@@ -1,0 +1,119 @@
+"""The sweeper end to end: clouds.yaml -> real SDK connection -> the compute stand-in."""
+
+from __future__ import annotations
+
+import io
+import pathlib
+from collections.abc import Iterator
+
+import pytest
+
+from e2etests import sweep
+from e2etests.errors import ExitStatus
+from e2etests.lifecycle import MARK_KEY
+from tests.compute_standin import SERVER_PATH, ComputeStandIn, Fault
+
+
+class FakeClock:
+    """A monotonic clock that only moves when slept on."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def api(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> Iterator[ComputeStandIn]:
+    with ComputeStandIn() as standin:
+        clouds = tmp_path / "clouds.yaml"
+        clouds.write_text(
+            f"""
+clouds:
+  standin:
+    auth_type: v3password
+    auth:
+      auth_url: {standin.url}/identity/v3
+      username: demo
+      password: secret
+      project_name: demo
+      user_domain_name: Default
+      project_domain_name: Default
+    region_name: RegionOne
+    api_timeout: 5
+    e2etests:
+      flavor: m1.tiny
+      image: cirros
+"""
+        )
+        monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+        monkeypatch.delenv("OS_CLOUD", raising=False)
+        monkeypatch.chdir(tmp_path)
+        yield standin
+
+
+def _sweep(*argv: str, clock: FakeClock | None = None) -> tuple[int, str]:
+    out = io.StringIO()
+    if clock is None:
+        status = sweep.main(list(argv), out=out, err=out, sleep=lambda _: None)
+    else:
+        status = sweep.main(list(argv), out=out, err=out, sleep=clock.sleep, clock=clock)
+    return status, out.getvalue()
+
+
+def test_sweep_deletes_only_old_marked_leftovers(api: ComputeStandIn) -> None:
+    old = api.add_server("e2e-r1-standin-lc", {MARK_KEY: "r1"}, minutes_old=120)
+    young = api.add_server("e2e-r2-standin-lc", {MARK_KEY: "r2"}, minutes_old=5)
+    foreign = api.add_server("e2e-handmade", {}, minutes_old=600)
+    status, out = _sweep("--older-than", "1h")
+    assert status == ExitStatus.OK, out
+    assert {s.id for s in api.alive()} == {young, foreign}
+    assert f"deleting {old}" in out
+
+
+def test_soft_deleted_leftovers_count_as_gone(api: ComputeStandIn) -> None:
+    # A cloud with reclaim_instance_interval: a deleted server stays, SOFT_DELETED.
+    api.soft_delete = True
+    api.add_server("e2e-r1-standin-lc", {MARK_KEY: "r1"}, minutes_old=120)
+    status, out = _sweep("--older-than", "1h", "--timeout", "1s")
+    assert status == ExitStatus.OK, out
+    assert "1 leftover(s) deleted" in out
+    # And a second sweep does not take the soft-deleted server for a leftover again.
+    assert _sweep("--older-than", "1h") == (ExitStatus.OK, "standin: 0 leftover(s)\n")
+
+
+def test_the_wait_for_gone_through_503s_ends_by_its_timeout(api: ComputeStandIn) -> None:
+    clock = FakeClock()
+    api.delete_polls = 10_000
+    api.add_server("e2e-r1-standin-lc", {MARK_KEY: "r1"}, minutes_old=120)
+    api.fail_next("GET", SERVER_PATH, *[Fault(503)] * 30)
+    status, out = _sweep("--older-than", "1h", "--timeout", "10s", clock=clock)
+    assert status == ExitStatus.CHECK_FAILED, out
+    assert "still present after 10s" in out
+    assert clock.now <= 10.0
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--older-than", "yesterday"],
+        ["--timeout", "soon"],
+        ["--bogus"],
+        ["--run-id"],
+        ["stray"],
+    ],
+)
+def test_a_bad_argument_is_one_line_and_exit_2_with_nothing_done(
+    api: ComputeStandIn, argv: list[str]
+) -> None:
+    api.add_server("e2e-r1-standin-lc", {MARK_KEY: "r1"}, minutes_old=120)
+    status, out = _sweep(*argv)
+    assert status == ExitStatus.USAGE_ERROR
+    assert out.count("\n") == 1
+    assert out.startswith("e2etests sweep: ")
+    assert out.rstrip().endswith("(see e2etests sweep --help)")
+    assert api.requests == []
