@@ -7,11 +7,17 @@ print through :func:`redact` rather than trust every message to be clean.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 import threading
-from collections.abc import Iterable
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar, cast
 
 MASK = "***"
+
+T = TypeVar("T")
 
 # Secrets the configuration holds (Keystone passwords, application credential secrets, broker
 # passwords and URLs, the Slack token), registered once when they are loaded, so every output
@@ -34,24 +40,69 @@ def known_secrets() -> frozenset[str]:
         return frozenset(_KNOWN)
 
 
-# The whole URL, not just its userinfo: a multi-host transport URL
-# (rabbit://u:p@h1,u:p@h2/) carries credentials after every comma. A comma followed by a
-# space is prose, not the next host.
+# Userinfo runs to the *last* "@" of the URL: a raw password may hold "/", "@" or ":"
+# (https://admin:p@ss/w@host), and a multi-host URL (rabbit://u:p@h1,u:p@h2) has one per host.
+# Masking a path that merely contains "@" too is the safe mistake.
+_URL_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s'\"<>`]*@", re.I)
+# The whole broker URL, not just its userinfo: hosts and virtual host say which cluster it is.
+# A comma followed by a space is prose, not the next host. At least one character after
+# "://", so that redacting twice changes nothing ("<" ends the match).
 _BROKER_URL = re.compile(
-    r"\b(?:rabbit|amqps?|kombu(?:\+\w+)?|qpid|kafka)://(?:[^\s'\"<>,;)\]}]|,(?=\S))*", re.I
+    r"\b(?:rabbit|amqps?|kombu(?:\+\w+)?|qpid|kafka)://(?:[^\s'\"<>,;)\]}]|,(?=\S))+", re.I
 )
-_URL_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^/\s@'\"<>]+@", re.I)
+# An incoming webhook URL is a credential in itself: whoever has it can post.
+_SLACK_WEBHOOK = re.compile(r"\b(hooks\.slack(?:-gov)?\.com/)[^\s'\"<>`]+", re.I)
 _SLACK_TOKEN = re.compile(r"\bx(?:ox[abposre]|app)-[A-Za-z0-9-]+")
 _FERNET_TOKEN = re.compile(r"\bgAAAAA[A-Za-z0-9_=-]{20,}")
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.I)
-# key=value, key: value, "key": "value" and 'key': 'value' for secret-looking keys.
+# Key names that hold a secret, anywhere in the name (admin_password, secret_key, X-Auth-Token).
+_KEY_NAMES = (
+    r"[\w.-]*(?:password|passwd|passphrase|secret|token|api[_-]?key|access[_-]?key"
+    r"|private[_-]?key|credential)[\w.-]*"
+)
+# key=value, key: value, JSON "key": "value", Python-repr 'key': 'value' and key='value', and
+# the same inside an escaped string (\"key\": \"value\"). A quoted value is masked to its
+# closing quote, spaces and punctuation included; an unquoted one to the next delimiter.
 _SECRET_KV = re.compile(
-    r"""(?ix)
-    (\b[\w-]*(?:password|passwd|secret|token|api[_-]?key|credential)s?\b)   # the key
-    (['"]?\s*[=:]\s*['"]?)                                                  # separator
-    ([^\s'",;&}\]]+)                                                        # the value
+    rf"""(?ix)
+    (?<![\w.-])(?P<key>{_KEY_NAMES})
+    (?P<sep>\\?['"]?[ \t]*[=:][ \t]*)
+    (?:
+        \\"(?P<esc>(?:(?!\\").)*)\\"
+      | "(?P<dq>(?:[^"\\\n]|\\.)*)"
+      | '(?P<sq>(?:[^'\\\n]|\\.)*)'
+      | (?P<bare>[^\s'",;&}}\]]+)
+    )
     """
 )
+# Command lines: --os-password hunter2, --slack-token=xoxb-…
+_SECRET_FLAG = re.compile(
+    r"(?i)(?<![\w-])(--[\w-]*(?:password|passwd|secret|token|api-key|credential)[\w-]*)"
+    r"(\s+|=)(?!-)(\S+)"
+)
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    head = match["key"] + match["sep"]
+    if match["esc"] is not None:
+        return f'{head}\\"{MASK}\\"'
+    if match["dq"] is not None:
+        return f'{head}"{MASK}"'
+    if match["sq"] is not None:
+        return f"{head}'{MASK}'"
+    return head + MASK
+
+
+def _spellings(secret: str) -> set[str]:
+    """The forms a known secret takes in output: as is, URL-encoded, JSON- or repr-escaped."""
+    return {
+        secret,
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote(secret),
+        urllib.parse.quote_plus(secret),
+        json.dumps(secret)[1:-1],
+        repr(secret)[1:-1],
+    }
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -66,16 +117,45 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     'https://***@keystone:5000/v3 password=***'
     >>> redact("user nova, password read from /etc/pw: s3cret", ["s3cret"])
     'user nova, password read from /etc/pw: ***'
+    >>> redact('{"password": "correct horse battery"}')
+    '{"password": "***"}'
     """
-    every = {s for s in secrets if s} | known_secrets()
+    every = {form for s in secrets if s for form in _spellings(s)}
+    every |= {form for s in known_secrets() for form in _spellings(s)}
     for secret in sorted(every, key=len, reverse=True):
         text = text.replace(secret, MASK)
-    text = _BROKER_URL.sub(lambda m: m.group(0).split("://", 1)[0] + "://<redacted>", text)
     text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
+    text = _BROKER_URL.sub(lambda m: m.group(0).split("://", 1)[0] + "://<redacted>", text)
+    text = _SLACK_WEBHOOK.sub(rf"\1{MASK}", text)
     text = _SLACK_TOKEN.sub(f"xox?-{MASK}", text)
     text = _FERNET_TOKEN.sub(MASK, text)
     text = _BEARER.sub(rf"\1 {MASK}", text)
-    return _SECRET_KV.sub(rf"\1\2{MASK}", text)
+    text = _SECRET_FLAG.sub(rf"\1\2{MASK}", text)
+    return _SECRET_KV.sub(_mask_value, text)
+
+
+def redact_tree(value: T) -> T:
+    """``value`` with every string in it redacted: through dataclasses, mappings and sequences.
+
+    The last gate of a renderer: whatever field a result grows, its text cannot skip redaction.
+    Other values (numbers, datetimes, enums) are returned as they are.
+    """
+    return cast(T, _tree(value))
+
+
+def _tree(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {
+            f.name: _tree(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init
+        }
+        return dataclasses.replace(value, **changes)
+    if isinstance(value, Mapping):
+        return {_tree(k): _tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_tree(v) for v in value)
+    return value
 
 
 def clip(text: str, limit: int) -> str:

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from e2etests import summary
+from e2etests.redact import redact_tree
 from e2etests.results import RunResult
 
 DEFAULT_REPORT_DIR = Path("reports")
@@ -59,7 +60,12 @@ class ReportPaths:
 
 
 def write_reports(run: RunResult, paths: ReportPaths) -> list[Path]:
-    """Render and write every requested report; returns the paths written."""
+    """Render and write every requested report; returns the paths written.
+
+    Every string of ``run`` is redacted first, whoever built it: reports outlive the run and
+    are read by more people than the operator.
+    """
+    run = redact_tree(run)
     written: list[Path] = []
     if paths.json is not None:
         written.append(atomic_write(paths.json, summary.render_json(run)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import http.client
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import Any, TextIO
 
 import tenacity
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
@@ -317,7 +318,7 @@ def load_state(path: Path) -> PreviousRun | None:
     """The previous run's verdict, or ``None`` when unknown (missing or unreadable file)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or not isinstance(data.get("verdict"), str):
         return None
@@ -428,7 +429,11 @@ def make_client(
 
 
 def describe_error(exc: BaseException) -> str:
-    """One line for a failed Slack call, never echoing the request (which carries the token)."""
+    """One line for a failed Slack call, never echoing the request (which carries the token).
+
+    Total over exceptions: slack-sdk lets ``json.loads`` and ``http.client`` errors through
+    unwrapped, and a client bug may raise anything.
+    """
     if isinstance(exc, SlackApiError):
         response = exc.response
         status = getattr(response, "status_code", "?")
@@ -440,9 +445,15 @@ def describe_error(exc: BaseException) -> str:
         return redact(f"HTTP {status} from {api}" + (f" ({clip(error, 120)})" if error else ""))
     if isinstance(exc, TimeoutError):
         return "no answer from Slack (timed out)"
-    reason = getattr(exc, "reason", None) or exc
-    # Redacted before it is clipped: a cut can leave half a URL no pattern recognises.
-    return one_line(redact(f"cannot reach Slack: {reason}"), 200)
+    if isinstance(exc, ValueError | http.client.IncompleteRead):
+        # A 200 cut short or garbled (often by a proxy): the post may well have gone through.
+        # Only the exception's type: a decode error carries the whole body it choked on.
+        return f"unreadable answer from Slack ({type(exc).__name__}); the message may be posted"
+    if isinstance(exc, OSError | http.client.HTTPException):
+        reason = getattr(exc, "reason", None) or exc
+        # Redacted before it is clipped: a cut can leave half a URL no pattern recognises.
+        return one_line(redact(f"cannot reach Slack: {reason}"), 200)
+    return one_line(redact(f"the Slack client failed: {type(exc).__name__}: {exc}"), 200)
 
 
 class SlackPoster:
@@ -471,24 +482,28 @@ class SlackPoster:
         return str(response.get("ts") or "")
 
     def post(self, payload: SlackPayload) -> str:
-        """Returns the summary's ``ts``; raises ``SlackPostError`` with what is left unposted."""
+        """Returns the summary's ``ts``; raises ``SlackPostError`` with what is left unposted.
+
+        Any ``Exception`` of the client counts as a failed post, not only slack-sdk's own: a
+        truncated or non-JSON answer surfaces as ``JSONDecodeError`` or ``IncompleteRead``.
+        """
         try:
             ts = self._post(payload.summary, None)
-        except (SlackClientError, OSError) as exc:
+        except Exception as exc:
             raise SlackPostError(
                 describe_error(exc), [payload.summary, *payload.replies], None
             ) from None
         for i, reply in enumerate(payload.replies):
             try:
                 self._post(reply, ts)
-            except (SlackClientError, OSError) as exc:
+            except Exception as exc:
                 raise SlackPostError(describe_error(exc), payload.replies[i:], ts) from None
         return ts
 
     def post_message(self, message: SlackMessage) -> str:
         try:
             return self._post(message, None)
-        except (SlackClientError, OSError) as exc:
+        except Exception as exc:
             raise SlackPostError(describe_error(exc), [message], None) from None
 
 
@@ -558,57 +573,111 @@ def publish(
     environ: Mapping[str, str] | None = None,
     client_factory: Callable[[str], WebClient] | None = None,
 ) -> bool:
-    """Post (or print) this run's Slack messages. Never raises for Slack trouble.
+    """Post (or print) this run's Slack messages. Never raises (bar ``BaseException``).
 
     Returns True when everything that had to be posted was posted (or printed). On any failure
-    one line goes to ``err`` naming the file the messages were saved to.
+    one line goes to ``err`` naming the file the messages were saved to. Total on purpose: the
+    caller has a verdict to return and a node to uncordon, and Slack must not take that away.
     """
     if not options.wanted:
         return True
     previous = load_state(options.state_path)
-    payloads = plan(run, options, previous)
-    if options.dry_run:
-        doc = [
-            {
-                "channel": options.channel,
-                "summary": p.summary.as_dict(),
-                "thread": [r.as_dict() for r in p.replies],
-            }
-            for p in payloads
-        ]
-        out.write(json.dumps(redact_payload(doc), indent=2, ensure_ascii=False) + "\n")
-        if not payloads:
-            err.write("slack: nothing to post (green run with --slack-only-on-failure)\n")
-        return True
-    ok = True
-    messages = [m for p in payloads for m in (p.summary, *p.replies)]
     try:
-        token = resolve_token(os.environ if environ is None else environ, options.token_file)
-    except SlackConfigError as exc:
-        if messages:
-            path = save_unsent(options.report_dir, options.channel, str(exc), messages)
-            err.write(f"slack: {exc}; the message is saved in {path}\n")
-            ok = False
-    else:
-        factory = client_factory or (
-            lambda t: make_client(t, base_url=options.base_url, timeout=options.timeout)
-        )
-        poster = SlackPoster(
-            factory(token),
-            str(options.channel),
-            policy=lambda: retry.slack_call(budget=options.budget),
-        )
-        for payload in payloads:
-            try:
-                poster.post(payload)
-            except SlackPostError as exc:
-                path = save_unsent(
-                    options.report_dir, options.channel, str(exc), exc.unsent, exc.thread_ts
-                )
-                err.write(f"slack: cannot post to {options.channel}: {exc}; saved in {path}\n")
-                ok = False
+        payloads = plan(run, options, previous)
+    except Exception as exc:
+        err.write(f"slack: cannot build the message: {describe_error(exc)}\n")
+        return False
+    if options.dry_run:
+        return _print_dry_run(payloads, options, out=out, err=err)
+    try:
+        ok = _post_all(payloads, options, err=err, environ=environ, factory=client_factory)
+    except Exception as exc:
+        # Only a bug here gets this far; keep the messages all the same.
+        messages = [m for p in payloads for m in (p.summary, *p.replies)]
+        _keep(options, f"internal error: {describe_error(exc)}", messages, None, err)
+        ok = False
     try:
         save_state(options.state_path, run, previous)
     except OSError as exc:
         err.write(f"slack: cannot write {options.state_path}: {exc.strerror}\n")
     return ok
+
+
+def _print_dry_run(
+    payloads: Sequence[SlackPayload], options: SlackOptions, *, out: TextIO, err: TextIO
+) -> bool:
+    doc = [
+        {
+            "channel": options.channel,
+            "summary": p.summary.as_dict(),
+            "thread": [r.as_dict() for r in p.replies],
+        }
+        for p in payloads
+    ]
+    out.write(json.dumps(redact_payload(doc), indent=2, ensure_ascii=False) + "\n")
+    if not payloads:
+        err.write("slack: nothing to post (green run with --slack-only-on-failure)\n")
+    return True
+
+
+def _post_all(
+    payloads: Sequence[SlackPayload],
+    options: SlackOptions,
+    *,
+    err: TextIO,
+    environ: Mapping[str, str] | None,
+    factory: Callable[[str], WebClient] | None,
+) -> bool:
+    messages = [m for p in payloads for m in (p.summary, *p.replies)]
+    if not messages:
+        return True
+    try:
+        token = resolve_token(os.environ if environ is None else environ, options.token_file)
+    except SlackConfigError as exc:
+        _keep(options, str(exc), messages, None, err)
+        return False
+
+    def default_factory(token: str) -> WebClient:
+        return make_client(token, base_url=options.base_url, timeout=options.timeout)
+
+    try:
+        client = (factory or default_factory)(token)
+    except Exception as exc:
+        _keep(options, f"cannot make a Slack client: {describe_error(exc)}", messages, None, err)
+        return False
+    poster = SlackPoster(
+        client, str(options.channel), policy=lambda: retry.slack_call(budget=options.budget)
+    )
+    ok = True
+    for payload in payloads:
+        try:
+            poster.post(payload)
+        except SlackPostError as exc:
+            reason = f"cannot post to {options.channel}: {exc}"
+            _keep(options, reason, exc.unsent, exc.thread_ts, err)
+            ok = False
+    return ok
+
+
+def _keep(
+    options: SlackOptions,
+    reason: str,
+    messages: Sequence[SlackMessage],
+    thread_ts: str | None,
+    err: TextIO,
+) -> None:
+    """Save what was not posted and say where, in one line; print it whole if it cannot be saved."""
+    try:
+        path = save_unsent(options.report_dir, options.channel, reason, messages, thread_ts)
+    except OSError as exc:
+        doc: dict[str, Any] = {
+            "channel": options.channel,
+            "thread_ts": thread_ts,
+            "messages": [m.as_dict() for m in messages],
+        }
+        err.write(
+            f"slack: {reason}; cannot save it in {options.report_dir} ({exc.strerror}), so here"
+            f" it is: {json.dumps(redact_payload(doc), ensure_ascii=False)}\n"
+        )
+        return
+    err.write(f"slack: {reason}; saved in {path}\n")

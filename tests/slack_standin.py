@@ -9,7 +9,11 @@ Point ``WebClient(base_url=standin.url)`` at it. It records every call it receiv
         assert slack.calls[0].method == "chat.postMessage"
 
 A :class:`Hang` holds the connection open without answering (bounded: it gives up after its
-``seconds`` or when the stand-in stops), so client timeouts can be tested.
+``seconds`` or when the stand-in stops), so client timeouts can be tested. The broken answers a
+proxy or a failing Slack edge gives are scripted too: :class:`Raw` (any status, content type and
+body: HTML 502, non-JSON), :class:`Truncated` (a body shorter than its ``Content-Length``),
+:class:`Reset` (status line sent, then the connection reset), :class:`Slow` (a normal answer,
+late).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import http.server
 import json
+import socket
+import struct
 import threading
 import time
 from collections import deque
@@ -44,7 +50,33 @@ class Hang:
     seconds: float = 5.0
 
 
-Behaviour = Ok | RateLimited | ServerError | Hang
+@dataclasses.dataclass(frozen=True)
+class Slow:
+    """The normal answer, after ``seconds`` (or at once when the stand-in stops)."""
+
+    seconds: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Raw:
+    """Exactly this answer: e.g. a proxy's HTML 502, or a 200 whose body is not JSON."""
+
+    status: int = 200
+    body: bytes = b"<html><body>502 Bad Gateway</body></html>"
+    content_type: str = "text/html"
+
+
+@dataclasses.dataclass(frozen=True)
+class Truncated:
+    """A 200 whose JSON body stops halfway, the connection closed short of ``Content-Length``."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Reset:
+    """The status line, then the connection reset (TCP RST) before headers and body."""
+
+
+Behaviour = Ok | RateLimited | ServerError | Hang | Slow | Raw | Truncated | Reset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +169,22 @@ class SlackStandIn:
             # Bounded: give up after the stated time, or at once when the stand-in stops.
             self._stopping.wait(behaviour.seconds)
             return
+        if isinstance(behaviour, Reset):
+            self._record(Call(method, body, headers, at, 0))
+            request.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: appl")
+            # SO_LINGER 0: closing sends RST, not FIN, as a crashed proxy would.
+            request.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            request.connection.close()
+            request.close_connection = True
+            return
+        if isinstance(behaviour, Raw):
+            self._record(Call(method, body, headers, at, behaviour.status))
+            self._send(request, behaviour.status, behaviour.body, behaviour.content_type)
+            return
+        if isinstance(behaviour, Slow):
+            self._stopping.wait(behaviour.seconds)
         if isinstance(behaviour, RateLimited):
             status, extra = 429, {"Retry-After": str(behaviour.retry_after)}
             answer: dict[str, Any] = {"ok": False, "error": "ratelimited"}
@@ -151,10 +199,28 @@ class SlackStandIn:
             answer = {"ok": True, "channel": body.get("channel"), "ts": ts, "message": body}
         self._record(Call(method, body, headers, at, status))
         data = json.dumps(answer).encode()
+        if isinstance(behaviour, Truncated):
+            request.send_response(status)
+            request.send_header("Content-Type", "application/json; charset=utf-8")
+            request.send_header("Content-Length", str(len(data)))
+            request.end_headers()
+            request.wfile.write(data[: len(data) // 2])
+            request.close_connection = True
+            return
+        self._send(request, status, data, "application/json; charset=utf-8", extra)
+
+    @staticmethod
+    def _send(
+        request: http.server.BaseHTTPRequestHandler,
+        status: int,
+        data: bytes,
+        content_type: str,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         request.send_response(status)
-        request.send_header("Content-Type", "application/json; charset=utf-8")
+        request.send_header("Content-Type", content_type)
         request.send_header("Content-Length", str(len(data)))
-        for name, value in extra.items():
+        for name, value in (extra or {}).items():
             request.send_header(name, value)
         request.end_headers()
         request.wfile.write(data)

@@ -2,9 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import json
+from collections.abc import Iterator
+
 import pytest
 
-from e2etests.redact import MASK, clip, describe, message, one_line, redact, redact_line
+from e2etests import redact as redact_module
+from e2etests.redact import (
+    MASK,
+    add_secrets,
+    clip,
+    describe,
+    message,
+    one_line,
+    redact,
+    redact_line,
+    redact_tree,
+)
 
 URL = "rabbit://openstack:Pa55w0rd@10.0.0.5:5672,openstack:Pa55w0rd@10.0.0.6:5672/nova"
 
@@ -27,6 +43,116 @@ URL = "rabbit://openstack:Pa55w0rd@10.0.0.5:5672,openstack:Pa55w0rd@10.0.0.6:567
 )
 def test_redact_removes(text: str, secret: str) -> None:
     assert secret not in redact(text)
+
+
+# Every shape a secret takes in the harness's output, with what must be left of it. Each row
+# names the fragments that must not survive: a partial mask (the tail of a password after an
+# "@", the second word of a quoted pass phrase) is a leak too.
+SHAPES = [
+    # URL userinfo runs to the last "@": a raw password may hold "/", "@" or ":"
+    ("https://admin:pa/ss@keystone:5000/v3", "https://***@keystone:5000/v3", ["pa/ss", "ss@"]),
+    ("https://admin:p@ss@keystone/v3 failed", "https://***@keystone/v3 failed", ["p@", "ss@"]),
+    ("https://admin:p:w@k/v3", "https://***@k/v3", ["p:w"]),
+    ("http://u:p%40ss@k/", "http://***@k/", ["p%40ss"]),
+    # every host of a multi-host transport URL, whatever its password holds
+    ("rabbit://u:p1@h1,u:p2@h2/vh", "rabbit://<redacted>", ["p1", "p2"]),
+    ("rabbit://u:pa;ss@h1,u:pa;ss@h2/", "rabbit://<redacted>", ["pa;", ";ss"]),
+    ("kombu+memory://u:p1@h1", "kombu+memory://<redacted>", ["p1"]),
+    # quoted values of secret-named keys: JSON, Python repr, escaped inside a string
+    (
+        '{"password": "correct horse battery", "user": "admin"}',
+        '{"password": "***", "user": "admin"}',
+        ["correct", "horse", "battery"],
+    ),
+    ("{'admin_password': 'a, b; c}'}", "{'admin_password': '***'}", ["a,", "b;", "c}"]),
+    ('{"password": "say \\"hi\\" now"}', '{"password": "***"}', ["hi", "now"]),
+    ('"{\\"password\\": \\"a b c\\"}"', '"{\\"password\\": \\"***\\"}"', ["a b", "b c"]),
+    (
+        "<TransportHost hostname='h1', port=5672, username='nova', password='p@ss w/d'>",
+        "<TransportHost hostname='h1', port=5672, username='nova', password='***'>",
+        ["p@ss", "w/d"],
+    ),
+    ("auth={'secret_key': 'k k'}", "auth={'secret_key': '***'}", ["k k"]),
+    ("X-Subject-Token: abc123", "X-Subject-Token: ***", ["abc123"]),
+    # unquoted values and command lines
+    ("password=hunter2 and more", "password=*** and more", ["hunter2"]),
+    ("OS_PASSWORD: hunter2", "OS_PASSWORD: ***", ["hunter2"]),
+    (
+        "--os-password hunter2 --os-username admin",
+        "--os-password *** --os-username admin",
+        ["hunter2"],
+    ),
+    # tokens and webhooks
+    (
+        "post to https://hooks.slack.com/services/T0/B0/XyZ123 failed",
+        "post to https://hooks.slack.com/*** failed",
+        ["T0/B0", "XyZ123"],
+    ),
+    ("bot xoxb-123-456-abcdef", f"bot xox?-{MASK}", ["xoxb-123", "abcdef"]),
+    ("Authorization: Bearer abc.def.ghi", "Authorization: Bearer ***", ["abc.def"]),
+]
+
+
+@pytest.mark.parametrize(("text", "expected", "leaks"), SHAPES, ids=[row[0] for row in SHAPES])
+def test_every_shape_of_secret_is_masked_whole(text: str, expected: str, leaks: list[str]) -> None:
+    got = redact(text)
+    assert got == expected
+    for fragment in leaks:
+        assert fragment not in got
+
+
+@pytest.mark.parametrize("text", [row[0] for row in SHAPES])
+def test_redacting_twice_changes_nothing(text: str) -> None:
+    # the pytest plugin redacts a report where it is made and again where it is logged
+    once = redact(text)
+    assert redact(once) == once
+
+
+def test_redact_tree_reaches_every_string_and_keeps_the_rest() -> None:
+    @dataclasses.dataclass(frozen=True)
+    class Inner:
+        lines: tuple[str, ...]
+        seconds: float
+
+    @dataclasses.dataclass(frozen=True)
+    class Outer:
+        name: str
+        inner: Inner
+        extra: dict[str, list[str]]
+        at: dt.datetime
+
+    at = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    value = Outer("password=a", Inner(("token: b", "plain"), 1.5), {"k": ["secret=c"]}, at)
+    assert redact_tree(value) == Outer(
+        f"password={MASK}", Inner((f"token: {MASK}", "plain"), 1.5), {"k": [f"secret={MASK}"]}, at
+    )
+
+
+@pytest.fixture
+def registry() -> Iterator[None]:
+    """The process-wide registry, emptied again afterwards so tests do not leak into each other."""
+    saved = redact_module.known_secrets()
+    yield
+    with redact_module._KNOWN_LOCK:
+        redact_module._KNOWN.clear()
+        redact_module._KNOWN.update(saved)
+
+
+@pytest.mark.usefixtures("registry")
+def test_a_registered_secret_is_masked_in_every_spelling() -> None:
+    # a Keystone password no pattern can recognise, registered by the config loader
+    secret = 'p@ss w/rd!"x'  # noqa: S105 (planted)
+    add_secrets([secret])
+    spellings = [
+        secret,
+        "p%40ss%20w%2Frd%21%22x",  # in a URL
+        "p%40ss%20w/rd%21%22x",
+        "p%40ss+w%2Frd%21%22x",  # in a form body
+        json.dumps(secret)[1:-1],  # inside JSON
+        repr(secret)[1:-1],  # inside a repr
+    ]
+    for spelling in spellings:
+        assert redact(f"login failed for {spelling} today") == f"login failed for {MASK} today"
 
 
 def test_redact_leaves_plain_evidence_alone() -> None:
