@@ -26,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 
 from e2etests import config as e2e_config  # noqa: E402 -- after the path tweak
 from e2etests.mq.probe import MQProbe  # noqa: E402
-from e2etests.mq.settings import parse_mq_settings  # noqa: E402
 from e2etests.mq.verdict import Verdict  # noqa: E402
 
 HOME = Path(os.environ.get("MINICLOUD_HOME", Path.home() / ".cache/e2etests-minicloud"))
@@ -44,9 +43,7 @@ def fault(*args: str) -> None:
 
 def make_probe(cloud: str, drained_at: dt.datetime | None = None) -> MQProbe:
     target = e2e_config.load_targets([cloud], config_files=[str(HOME / "clouds.yaml")])[0]
-    settings = parse_mq_settings(
-        target.settings.mq, f"{target.source}: clouds.{target.name}.e2etests.mq"
-    )
+    settings = target.settings.mq
     assert settings is not None, f"{cloud} has no e2etests.mq block"
     conn = e2e_config.connect(target)
     return MQProbe(target.id, settings, lambda: conn, drained_at=drained_at)

@@ -31,8 +31,8 @@ import pytest
 import e2etests
 from e2etests import config, reports, slack, summary
 from e2etests.errors import ConfigError, ExitStatus
-from e2etests.options import new_run_id, parse_drained_at
-from e2etests.redact import message, redact
+from e2etests.options import new_run_id, parse_drained_at, parse_run_id
+from e2etests.redact import add_secrets, message, redact
 from e2etests.results import ResultCollector, RunResult
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
@@ -93,7 +93,9 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="N|auto",
         help=f"parallel workers (default auto: one per cloud, at most {MAX_WORKERS})",
     )
-    sel.add_argument("--run-id", metavar="ID", help="run id stamped on every resource")
+    sel.add_argument(
+        "--run-id", type=parse_run_id, metavar="ID", help="run id stamped on every resource"
+    )
     rep = parser.add_argument_group("reports")
     rep.add_argument(
         "--report-dir", type=Path, default=reports.DEFAULT_REPORT_DIR, metavar="DIR",
@@ -165,18 +167,70 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
     return args, []
 
 
-def _has_paths(pytest_args: Sequence[str]) -> bool:
-    # Option values (`-k lifecycle`) are not files, so an existing path means test paths.
-    return any(not arg.startswith("-") and Path(arg.split("::")[0]).exists() for arg in pytest_args)
+@dataclasses.dataclass(frozen=True)
+class PytestArgs:
+    """What pytest will make of the arguments after ``--``."""
+
+    #: Positional arguments: test paths, node ids, or modules under ``--pyargs``.
+    paths: tuple[str, ...]
+    #: Whether they choose the JUnit XML file (``--junitxml``/``--junit-xml``).
+    junitxml: bool
+    #: Whether they choose the xdist workers (``-n``/``--numprocesses``).
+    workers: bool
 
 
-def _has_option(pytest_args: Sequence[str], *names: str) -> bool:
-    return any(a == n or a.startswith(n + "=") for a in pytest_args for n in names)
+def parse_pytest_args(pytest_args: Sequence[str]) -> PytestArgs:
+    """Read pytest's arguments with pytest's own parser, before anything runs.
 
+    Only the parser knows that ``--junitxml out/junit.xml`` or ``-c F`` take a value and ``-x``
+    does not, so it is asked, with the options of every plugin pytest would load (entry
+    points, ``-p``, ``PYTEST_PLUGINS``, this harness's plugin). Options that only a
+    conftest.py defines are unknown here: the word after one (``--my-flag value``) is taken for
+    its value, not a path. Arguments pytest would refuse raise UsageError with its complaint.
+    """
+    # The parser behind pytest.main; pytest exports no public way to reach it.
+    from _pytest.assertion import install_importhook
+    from _pytest.config import get_config
 
-def _chose_workers(pytest_args: Sequence[str]) -> bool:
-    return _has_option(pytest_args, "-n", "--numprocesses") or any(
-        re.fullmatch(r"-n(\d+|auto|logical)", a) for a in pytest_args
+    args = list(pytest_args)
+    parsing = get_config()
+    try:
+        plugins = parsing.pluginmanager
+        # Warnings about this throwaway config are not the run's: pytest.main issues its own.
+        plugins.set_blocked("warnings")
+        early = parsing.known_args_namespace = parsing._parser.parse_known_args(args)
+        autoload_off = bool(
+            os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD")
+            or getattr(early, "disable_plugin_autoload", False)
+        )
+        # Plugins imported now stay imported for pytest.main: import them as pytest would,
+        # through its assertion rewriter, or it warns that it cannot rewrite them.
+        parsing._mark_plugins_for_rewrite(install_importhook(parsing), autoload_off)
+        plugins.consider_preparse(args, exclude_only=False)
+        if not autoload_off:
+            plugins.load_setuptools_entrypoints("pytest11")
+        plugins.consider_env()
+        if not _plugin_registered():
+            plugins.import_plugin("e2etests.plugin")
+        ns, unknown = parsing._parser.parse_known_and_unknown_args(args)
+    except pytest.UsageError as exc:
+        # pytest's message is its usage block and then "prog: error: <the problem>".
+        problem = str(exc).strip().splitlines()[-1].split(": error: ", 1)[-1]
+        raise UsageError(f"pytest arguments: {problem}") from None
+    except ImportError as exc:
+        raise UsageError(f"pytest arguments: cannot load a plugin: {message(exc)}") from None
+    finally:
+        parsing._ensure_unconfigure()
+    paths = list(getattr(ns, "file_or_dir", None) or [])
+    for i, arg in enumerate(args[:-1]):
+        if arg == "--":
+            break
+        if arg in unknown and "=" not in arg and args[i + 1] in paths:
+            paths.remove(args[i + 1])
+    return PytestArgs(
+        paths=tuple(paths),
+        junitxml=getattr(ns, "xmlpath", None) is not None,
+        workers=getattr(ns, "numprocesses", None) is not None,
     )
 
 
@@ -185,8 +239,12 @@ def worker_count(requested: int, clouds: int, pytest_args: Sequence[str]) -> int
 
     A single cloud runs without xdist: starting a worker costs more than it saves.
     """
-    if _chose_workers(pytest_args):
+    if parse_pytest_args(pytest_args).workers:
         return 0  # the caller passed -n to pytest; their choice wins
+    return _workers_for(requested, clouds)
+
+
+def _workers_for(requested: int, clouds: int) -> int:
     wanted = min(requested or clouds, clouds, MAX_WORKERS)
     return wanted if wanted > 1 else 0
 
@@ -197,18 +255,30 @@ def _plugin_registered() -> bool:
     )
 
 
+def post_drain_suites() -> list[Path]:
+    """The suites ``after-drain`` runs, those of :data:`POST_DRAIN_SUITES` that exist."""
+    return [p for p in (SUITES_DIR / name for name in POST_DRAIN_SUITES) if p.exists()]
+
+
 def pytest_args_for(
-    ns: argparse.Namespace, pytest_args: Sequence[str], *, clouds: int
+    ns: argparse.Namespace,
+    pytest_args: Sequence[str],
+    *,
+    clouds: int,
+    given: PytestArgs | None = None,
 ) -> list[str]:
-    """The full pytest command line for ``run`` / ``after-drain``."""
+    """The full pytest command line for ``run`` / ``after-drain``; UsageError for bad ones.
+
+    ``given`` is what :func:`parse_pytest_args` made of ``pytest_args``, when already known.
+    """
+    given = given or parse_pytest_args(pytest_args)
     args: list[str] = []
     if not _plugin_registered():
         # Running from a checkout that was never installed: load the plugin by module name.
         args += ["-p", "e2etests.plugin"]
-    if not _has_paths(pytest_args):
+    if not given.paths:
         if ns.command == "after-drain":
-            suites = [SUITES_DIR / name for name in POST_DRAIN_SUITES]
-            args += [str(p) for p in suites if p.exists()]
+            args += [str(p) for p in post_drain_suites()]
         else:
             args.append(str(SUITES_DIR))
     patterns = config.split_patterns(ns.clouds)
@@ -218,10 +288,10 @@ def pytest_args_for(
         args += ["--drained-at", ns.drained_at.isoformat()]
     if ns.run_id:
         args += ["--run-id", ns.run_id]
-    workers = worker_count(ns.workers, clouds, pytest_args)
+    workers = 0 if given.workers else _workers_for(ns.workers, clouds)
     if workers:
         args += ["-n", str(workers), "--dist", "loadgroup"]
-    if not _has_option(pytest_args, "--junitxml", "--junit-xml"):
+    if not given.junitxml:
         args += ["--junitxml", str(ns.junitxml or ns.report_dir / "junit.xml")]
     return [*args, *pytest_args]
 
@@ -247,14 +317,18 @@ def _run(
     environ: Mapping[str, str],
     pytest_main: Callable[..., int | pytest.ExitCode],
 ) -> ExitStatus:
+    # Every refusal comes before anything runs or is written: one line, exit 2.
+    given = parse_pytest_args(pytest_args)
+    if ns.command == "after-drain" and not given.paths and not post_drain_suites():
+        err.write(f"e2etests: no post-drain suite found in {SUITES_DIR}\n")
+        return ExitStatus.HARNESS_ERROR
+    slack_options = _slack_options(ns, environ)
+    _check_slack(slack_options, ns, environ)
     targets = config.load_targets(config.split_patterns(ns.clouds))
     ns.run_id = ns.run_id or new_run_id()
     if ns.command == "after-drain" and ns.drained_at is None:
         ns.drained_at = dt.datetime.now(dt.UTC)
-    args = pytest_args_for(ns, pytest_args, clouds=len(targets))
-    if ns.command == "after-drain" and not _has_paths(args):
-        err.write(f"e2etests: no post-drain suite found in {SUITES_DIR}\n")
-        return ExitStatus.HARNESS_ERROR
+    args = pytest_args_for(ns, pytest_args, clouds=len(targets), given=given)
     collector = ResultCollector(
         node=getattr(ns, "node", None), drained_at=getattr(ns, "drained_at", None), run_id=ns.run_id
     )
@@ -271,8 +345,22 @@ def _run(
     run = _with_status(run, status)
     out.write("\n" + summary.render_text(run))
     out.flush()
-    slack.publish(run, _slack_options(ns, environ), out=out, err=err, environ=environ)
+    slack.publish(run, slack_options, out=out, err=err, environ=environ)
     return status
+
+
+def _check_slack(
+    options: slack.SlackOptions, ns: argparse.Namespace, environ: Mapping[str, str]
+) -> None:
+    """Refuse a Slack post that cannot happen before the run, not after it."""
+    if not options.channel or options.dry_run:
+        return  # not asked for, or only printed
+    try:
+        token = slack.resolve_token(environ, options.token_file)
+    except slack.SlackConfigError as exc:
+        asked = "--slack-channel" if ns.slack_channel else f"${CHANNEL_ENV}"
+        raise UsageError(f"{asked} {options.channel}: {exc}") from None
+    add_secrets([token])
 
 
 def _with_status(run: RunResult, status: ExitStatus) -> RunResult:
@@ -283,10 +371,8 @@ def _with_status(run: RunResult, status: ExitStatus) -> RunResult:
 
 def enabled_checks(target: config.CloudTarget) -> list[str]:
     """The checks a cloud will run, from its settings (no connection made)."""
-    from e2etests.mq.settings import parse_mq_settings
-
     checks = ["lifecycle"]
-    mq = parse_mq_settings(target.settings.mq, f"{target.source}: clouds.{target.name}.e2etests.mq")
+    mq = target.settings.mq
     if mq is not None:
         checks += ["mq.heartbeats", "mq.canary"]
         if mq.rabbitmq is not None:

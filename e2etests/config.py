@@ -13,19 +13,38 @@ entry may carry an ``e2etests:`` block with the harness settings::
           network: private        # or "none"
           boot_timeout: 120
 
+Before the SDK sees them, the files are read and checked here, so every mistake is one line
+naming the file that holds it (the SDK skips a file it cannot parse, crashes on a list where a
+mapping belongs, and invents a cloud named ``defaults`` for an empty file). Which file wins:
+
+- **clouds.yaml**: the first that exists of ``OS_CLIENT_CONFIG_FILE``, then ``./clouds.yaml``,
+  ``~/.config/openstack/clouds.yaml``, ``/etc/openstack/clouds.yaml`` (each also as ``.yml``
+  and ``.json``). The SDK reads that one file and no other; a selected cloud that another of
+  these files also defines is refused, since which definition is meant cannot be known.
+- **secure.yaml** (first of ``OS_CLIENT_SECURE_FILE``, then the same folders): its values are
+  merged into clouds.yaml's clouds. It may only add to a cloud clouds.yaml defines, may not
+  set a key clouds.yaml sets to another value, and holds no ``e2etests:`` block.
+- **within one file** a key given twice (two ``c1:`` entries) is refused: YAML keys are
+  unique, and the SDK's parser would silently keep the last.
+
+The whole ``e2etests:`` block, ``mq:`` included, is validated when the clouds are loaded, by
+the validators of :mod:`e2etests.errors`; every secret the selected clouds hold is registered
+with :func:`e2etests.redact.add_secrets` so that no later output can show it.
+
 Nothing here imports pytest: the sweeper and the benchmarks use it too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
+import json
 import os
 import re
 import time
-import types
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import keystoneauth1.exceptions
@@ -33,11 +52,13 @@ import openstack.config
 import openstack.config.loader
 import openstack.connection
 import openstack.exceptions
+import yaml
 from openstack.config.cloud_region import CloudRegion
 
 from e2etests import retry
-from e2etests.errors import ConfigError
-from e2etests.redact import message
+from e2etests.errors import ConfigError, found, mapping, reject_unknown, seconds, text
+from e2etests.mq.settings import MQSettings, parse_mq_settings, url_passwords
+from e2etests.redact import add_secrets, message
 
 __all__ = [
     "BLOCK_KEY",
@@ -59,6 +80,11 @@ _NO_NETWORK = "none"
 #: is none at all: a load balancer that accepts and never answers would hang a check (and its
 #: cleanup) past every deadline the harness keeps.
 DEFAULT_API_TIMEOUT = 60.0
+
+#: Longest boot or delete wait: a check that needs more than an hour is not a smoke test.
+MAX_TIMEOUT = 3600.0
+#: Status polls: faster than 0.1 s is a load test of Nova, slower than a minute sees nothing.
+MIN_POLL, MAX_POLL = 0.1, 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +109,8 @@ class CloudSettings:
     quarantine: str | None = None
     #: When set, the cloud's tests are skipped with this reason.
     skip: str | None = None
-    #: The ``mq:`` sub-block, untouched; the message-queue checks validate it.
-    mq: Mapping[str, Any] = dataclasses.field(default_factory=lambda: types.MappingProxyType({}))
+    #: The validated ``mq:`` sub-block; ``None`` when absent or empty (no MQ checks).
+    mq: MQSettings | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,91 +140,248 @@ def _where(source: str, cloud: str, key: str | None = None) -> str:
     return f"{source}: {path}.{key}" if key else f"{source}: {path}"
 
 
-def _optional_text(block: Mapping[str, Any], key: str, where: str) -> str | None:
-    value = block.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: expected a non-empty string, got {value!r}")
-    return value.strip()
-
-
-def _required_text(block: Mapping[str, Any], key: str, where: str) -> str:
-    value = _optional_text(block, key, where)
-    if value is None:
-        raise ConfigError(f"{where}: required, e.g. {key}: <name or id>")
-    return value
-
-
-def _seconds(block: Mapping[str, Any], key: str, where: str, default: float) -> float:
-    value = block.get(key, default)
-    # bool is an int subclass; `boot_timeout: yes` is a typo, not one second.
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"{where}: expected a positive number of seconds, got {value!r}")
-    return float(value)
-
-
 def parse_settings(raw: object, *, source: str, cloud: str) -> CloudSettings:
-    """Validate one cloud's ``e2etests:`` block; errors name the file and key."""
+    """Validate one cloud's ``e2etests:`` block, ``mq:`` included; errors name the file and key."""
+    where = _where(source, cloud)
     if raw is None:
-        raise ConfigError(f"{_where(source, cloud)}: missing (needs at least flavor and image)")
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{_where(source, cloud)}: expected a mapping, got {type(raw).__name__}")
-    known = {f.name for f in dataclasses.fields(CloudSettings)}
-    for key in raw:
-        if key not in known:
-            listing = ", ".join(sorted(known))
-            raise ConfigError(f"{_where(source, cloud, str(key))}: unknown key (known: {listing})")
+        raise ConfigError(f"{where}: missing (needs at least flavor and image)")
+    block = mapping(raw, where)
+    reject_unknown(block, [f.name for f in dataclasses.fields(CloudSettings)], where)
 
-    def at(key: str) -> str:
-        return _where(source, cloud, key)
+    def timeout(key: str, default: float) -> float:
+        return seconds(block, key, where, default=default, low=1, high=MAX_TIMEOUT)
 
-    network = _optional_text(raw, "network", at("network"))
+    network = text(block, "network", where)
     if network is not None and network.lower() == _NO_NETWORK:
         network = None
-    boot_timeout = _seconds(raw, "boot_timeout", at("boot_timeout"), CloudSettings.boot_timeout)
-    delete_timeout = _seconds(
-        raw, "delete_timeout", at("delete_timeout"), CloudSettings.delete_timeout
-    )
-    poll_interval = _seconds(raw, "poll_interval", at("poll_interval"), CloudSettings.poll_interval)
+    boot_timeout = timeout("boot_timeout", CloudSettings.boot_timeout)
+    delete_timeout = timeout("delete_timeout", CloudSettings.delete_timeout)
+    poll_interval = seconds(
+        block, "poll_interval", where, default=CloudSettings.poll_interval, low=MIN_POLL,
+        high=MAX_POLL,
+    )  # fmt: skip
     if poll_interval >= boot_timeout:
-        raise ConfigError(f"{at('poll_interval')}: must be shorter than boot_timeout")
-    mq = raw.get("mq", {})
-    if not isinstance(mq, Mapping):
-        # Not the value: a transport URL written inline here carries the broker password.
-        raise ConfigError(f"{at('mq')}: expected a mapping, got {type(mq).__name__}")
+        raise ConfigError(f"{where}.poll_interval: must be shorter than boot_timeout")
     return CloudSettings(
-        flavor=_required_text(raw, "flavor", at("flavor")),
-        image=_required_text(raw, "image", at("image")),
+        flavor=_required(text(block, "flavor", where, required="<name or id>")),
+        image=_required(text(block, "image", where, required="<name or id>")),
         network=network,
-        availability_zone=_optional_text(raw, "availability_zone", at("availability_zone")),
+        availability_zone=text(block, "availability_zone", where),
         boot_timeout=boot_timeout,
         delete_timeout=delete_timeout,
         poll_interval=poll_interval,
-        quarantine=_optional_text(raw, "quarantine", at("quarantine")),
-        skip=_optional_text(raw, "skip", at("skip")),
-        mq=types.MappingProxyType(dict(mq)),
+        quarantine=text(block, "quarantine", where),
+        skip=text(block, "skip", where),
+        mq=parse_mq_settings(block.get("mq"), f"{where}.mq"),
     )
 
 
-def _open_loader(config_files: Sequence[str] | None) -> openstack.config.OpenStackConfig:
+def _required(value: str | None) -> str:
+    assert value is not None  # text(required=...) raised otherwise
+    return value
+
+
+# -- reading the files ----------------------------------------------------------------------
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader (what the SDK uses), refusing a key given twice in one mapping."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[object, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *defaults` is meant to be overridden
+                key = self.construct_object(key_node, deep=False)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in first_line:
+                        raise yaml.constructor.ConstructorError(
+                            problem=f"duplicate key {key!r} (also on line {first_line[key]})",
+                            problem_mark=key_node.start_mark,
+                        )
+                    first_line[key] = line
+                except TypeError:
+                    continue  # an unhashable key; the base class says so
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
+
+
+class _DuplicateJSONKey(ValueError):
+    pass
+
+
+def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateJSONKey(f"duplicate key {key!r}")
+        seen[key] = value
+    return seen
+
+
+def _parse_file(path: str, *, unique: bool = True) -> object:
+    """The file's data, parsed as the SDK would parse it; ConfigError naming the file.
+
+    With ``unique`` a key given twice in one mapping is an error; without, the last wins.
+    """
     try:
+        with open(path, encoding="utf-8") as f:
+            if path.endswith("json"):
+                return json.load(f, object_pairs_hook=_unique_pairs if unique else None)
+            loader = _UniqueKeyLoader if unique else yaml.SafeLoader
+            return yaml.load(f, Loader=loader)  # noqa: S506  (both are safe loaders)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid YAML: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON: line {exc.lineno}: {exc.msg}") from None
+    except _DuplicateJSONKey as exc:
+        raise ConfigError(f"{path}: {exc}: keys must be unique") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = exc.problem or exc.context or "cannot parse"
+        if problem.startswith("duplicate key"):
+            raise ConfigError(
+                f"{path}: {line}{problem}: keys must be unique (the SDK would keep the last)"
+            ) from None
+        raise ConfigError(f"{path}: not valid YAML: {line}{problem}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {message(exc)}") from None
+
+
+def _clouds_of(path: str, data: object, *, secure: bool) -> dict[str, Mapping[str, object]]:
+    """The ``clouds:`` mapping of one file's data, its shape checked."""
+    if data is None:
+        if secure:
+            return {}  # an empty secure.yaml adds nothing, as with the SDK
+        raise ConfigError(f"{path}: empty (expected clouds: with at least one cloud)")
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping with a clouds: key, got {found(data)}")
+    if "clouds" not in data:
+        raise ConfigError(f"{path}: no clouds: key (expected clouds: with at least one cloud)")
+    clouds = mapping(data["clouds"], f"{path}: clouds") if data["clouds"] is not None else None
+    if clouds is None:
+        raise ConfigError(f"{path}: clouds: expected a mapping of cloud names, got nothing")
+    if not clouds and not secure:
+        raise ConfigError(f"{path}: clouds: no cloud defined")
+    checked: dict[str, Mapping[str, object]] = {}
+    for name, entry in clouds.items():
+        # Not the value: a password written one level too high would be echoed.
+        checked[name] = mapping(entry, f"{path}: clouds.{name}")
+        if "auth" in checked[name]:
+            mapping(checked[name]["auth"], f"{path}: clouds.{name}.auth")
+    return checked
+
+
+@dataclasses.dataclass(frozen=True)
+class _ConfigFile:
+    path: str
+    clouds: Mapping[str, Mapping[str, object]]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Files:
+    """The clouds file and secure file in use, and the clouds other candidates define."""
+
+    clouds: _ConfigFile | None
+    secure: _ConfigFile | None
+    #: Cloud name -> (file that also defines it but is not read, file in use, why that wins).
+    shadowed: Mapping[str, tuple[str, str, str]]
+
+
+def _candidates(files: Iterable[str], override_env: str) -> Iterator[tuple[str, str]]:
+    """Existing files in the SDK's order, each once, with the reason it comes first."""
+    override = os.environ.get(override_env)
+    seen: set[str] = set()
+    for index, path in enumerate([*([override] if override else []), *files]):
+        real = os.path.realpath(path)
+        if real in seen or not os.path.exists(path):
+            continue
+        seen.add(real)
+        first = override_env if override and index == 0 else "first in the search path"
+        yield path, first
+
+
+def _read_files(config_files: Sequence[str] | None) -> _Files:
+    cloud_paths = list(
+        openstack.config.loader.CONFIG_FILES if config_files is None else config_files
+    )
+    shadowed: dict[str, tuple[str, str, str]] = {}
+
+    def pick(paths: Iterable[str], override_env: str, *, secure: bool) -> _ConfigFile | None:
+        chosen: _ConfigFile | None = None
+        why = ""
+        for path, reason in _candidates(paths, override_env):
+            if chosen is None:
+                chosen = _ConfigFile(path, _clouds_of(path, _parse_file(path), secure=secure))
+                why = reason
+                continue
+            try:
+                others = _clouds_of(path, _parse_file(path, unique=False), secure=True)
+            except ConfigError:
+                continue  # not read by the SDK either: its other mistakes change nothing
+            for name in others:
+                if name in chosen.clouds:
+                    shadowed.setdefault(name, (path, chosen.path, why))
+        return chosen
+
+    clouds = pick(cloud_paths, "OS_CLIENT_CONFIG_FILE", secure=False)
+    secure = pick(openstack.config.loader.SECURE_FILES, "OS_CLIENT_SECURE_FILE", secure=True)
+    if clouds is not None and secure is not None:
+        _check_secure(secure, clouds)
+    return _Files(clouds, secure, shadowed)
+
+
+def _check_secure(secure: _ConfigFile, clouds: _ConfigFile) -> None:
+    """secure.yaml may only add to the clouds clouds.yaml defines."""
+    for name, entry in secure.clouds.items():
+        where = f"{secure.path}: clouds.{name}"
+        if name not in clouds.clouds:
+            raise ConfigError(
+                f"{where}: no such cloud in {clouds.path} (secure.yaml only adds to it)"
+            )
+        if BLOCK_KEY in entry:
+            raise ConfigError(
+                f"{where}.{BLOCK_KEY}: harness settings belong in {clouds.path} "
+                "(MQ secrets are named by *_file or *_env keys there)"
+            )
+        conflict = next(_conflicts(entry, clouds.clouds[name]), None)
+        if conflict is not None:
+            raise ConfigError(
+                # No colon after the key: "password: <word>" reads as a secret to redact().
+                f"{where}: {conflict} is also set in {clouds.path}, to another value "
+                "(set it in one file)"
+            )
+
+
+def _conflicts(
+    new: Mapping[str, object], old: Mapping[str, object], prefix: str = ""
+) -> Iterator[str]:
+    for key, value in new.items():
+        if key not in old:
+            continue
+        if isinstance(value, Mapping) and isinstance(old[key], Mapping):
+            yield from _conflicts(value, old[key], f"{prefix}{key}.")  # type: ignore[arg-type]
+        elif value != old[key]:
+            yield f"{prefix}{key}"
+
+
+def _open_loader(files: _Files) -> openstack.config.OpenStackConfig:
+    try:
+        # Only the files checked above: the SDK's own search would skip an unreadable one
+        # and quietly take the next.
         loader = openstack.config.OpenStackConfig(
-            config_files=list(config_files) if config_files is not None else None
+            config_files=[files.clouds.path] if files.clouds else [],
+            secure_files=[files.secure.path] if files.secure else [],
         )
     except openstack.exceptions.ConfigException as exc:
-        raise ConfigError(f"clouds.yaml: {message(exc)}") from None
-    if loader.config_filename is None and not _has_env_cloud(loader):
-        searched = list(
-            openstack.config.loader.CONFIG_FILES if config_files is None else config_files
-        )
+        source = files.clouds.path if files.clouds else "clouds.yaml"
+        raise ConfigError(f"{source}: {message(exc)}") from None
+    if files.clouds is None and not _has_env_cloud(loader):
         override = os.environ.get("OS_CLIENT_CONFIG_FILE")
-        if override:
-            searched.insert(0, override)
-        present = [f for f in searched if os.path.exists(f)]
-        if present:
-            # The SDK logs and skips a file it cannot parse; say so instead of "not found".
-            raise ConfigError(f"{present[0]}: not valid YAML or not readable")
         hint = override or "set OS_CLIENT_CONFIG_FILE or create ~/.config/openstack/clouds.yaml"
         raise ConfigError(f"clouds.yaml: not found ({hint})")
     return loader
@@ -206,6 +389,29 @@ def _open_loader(config_files: Sequence[str] | None) -> openstack.config.OpenSta
 
 def _has_env_cloud(loader: openstack.config.OpenStackConfig) -> bool:
     return bool(loader.envvar_key and loader.envvar_key in loader.cloud_config.get("clouds", {}))
+
+
+def _all_regions(loader: openstack.config.OpenStackConfig, source: str) -> list[CloudRegion]:
+    try:
+        regions = loader.get_all()
+    except openstack.exceptions.ConfigException as exc:
+        raise ConfigError(f"{source}: {message(exc)}") from None
+    except Exception as exc:
+        # The SDK trusts the entry's shape (`auth: x` is an AttributeError); name the cloud.
+        for name in loader.get_cloud_names():
+            try:
+                loader.get_one(name)
+            except Exception:
+                raise ConfigError(
+                    f"{source}: clouds.{name}: openstacksdk cannot load it "
+                    f"({type(exc).__name__}: {message(exc)[:200]})"
+                ) from None
+        raise ConfigError(f"{source}: openstacksdk cannot load it ({message(exc)[:200]})") from None
+    loaded = {r.name for r in regions}
+    for name in loader.get_cloud_names():
+        if name not in loaded:
+            raise ConfigError(f"{source}: clouds.{name}: cannot be loaded (check its auth block)")
+    return regions
 
 
 def load_targets(
@@ -216,20 +422,16 @@ def load_targets(
     ``patterns`` are cloud names, ids or shell globs; empty means ``OS_CLOUD`` when it is set,
     else every cloud. A pattern matching nothing is an error, as is a bad ``e2etests:``
     block in a selected cloud (other clouds' blocks are not read). ``config_files`` replaces
-    the standard search path (``OS_CLIENT_CONFIG_FILE`` still comes first).
+    the standard search path (``OS_CLIENT_CONFIG_FILE`` still comes first). Every secret of
+    the selected clouds is registered with :func:`e2etests.redact.add_secrets`.
     """
-    loader = _open_loader(config_files)
-    source = loader.config_filename or "environment"
+    files = _read_files(config_files)
+    loader = _open_loader(files)
+    source = files.clouds.path if files.clouds else "environment"
+    option = "--clouds"
     if not patterns and os.environ.get("OS_CLOUD"):
-        patterns = [os.environ["OS_CLOUD"]]
-    try:
-        regions = loader.get_all()
-    except openstack.exceptions.ConfigException as exc:
-        raise ConfigError(f"{source}: {message(exc)}") from None
-    loaded = {r.name for r in regions}
-    for name in loader.get_cloud_names():
-        if name not in loaded:
-            raise ConfigError(f"{source}: clouds.{name}: cannot be loaded (check its auth block)")
+        patterns, option = [os.environ["OS_CLOUD"]], "OS_CLOUD"
+    regions = _all_regions(loader, source)
     per_name: dict[str, int] = {}
     for region in regions:
         per_name[region.name] = per_name.get(region.name, 0) + 1
@@ -239,17 +441,23 @@ def load_targets(
         several = per_name[region.name] > 1 and region.region_name
         cloud_id = f"{region.name}/{region.region_name}" if several else region.name
         candidates.append((cloud_id, region))
-    chosen = select_targets([c[0] for c in candidates], patterns, source=source)
+    chosen = select_targets([c[0] for c in candidates], patterns, source=source, option=option)
 
-    raw_clouds: Mapping[str, Any] = loader.cloud_config.get("clouds", {})
+    raw_clouds = files.clouds.clouds if files.clouds else {}
     targets = []
     for cloud_id, region in candidates:
         if cloud_id not in chosen:
             continue
+        if region.name in files.shadowed:
+            other, used, why = files.shadowed[region.name]
+            raise ConfigError(
+                f"{other}: clouds.{region.name}: also defined in {used}, the file in use "
+                f"({why}); remove one, or point OS_CLIENT_CONFIG_FILE at the one meant"
+            )
         entry = raw_clouds.get(region.name) or {}
         # Read the block raw: the SDK's normalised copy turns numbers into strings.
-        raw_block = entry.get(BLOCK_KEY) if isinstance(entry, Mapping) else None
-        settings = parse_settings(raw_block, source=source, cloud=region.name)
+        settings = parse_settings(entry.get(BLOCK_KEY), source=source, cloud=region.name)
+        _register_secrets(region, settings)
         if region.config.get("api_timeout") is None:
             region.config["api_timeout"] = DEFAULT_API_TIMEOUT
         targets.append(
@@ -265,16 +473,41 @@ def load_targets(
     return sorted(targets, key=lambda t: t.id)
 
 
+_SECRET_KEY = re.compile(r"password|secret|token|passcode", re.I)
+
+
+def _config_secrets(config: Mapping[str, Any]) -> Iterator[str]:
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            yield from _config_secrets(value)
+        elif isinstance(value, str | int | float) and not isinstance(value, bool):
+            if _SECRET_KEY.search(str(key)):
+                yield str(value)
+            elif isinstance(value, str):
+                yield from url_passwords(value)  # auth_url: https://admin:pw@keystone/v3
+
+
+def _register_secrets(region: CloudRegion, settings: CloudSettings) -> None:
+    """Every secret of one cloud, for :func:`e2etests.redact.redact` to mask from now on."""
+    add_secrets(_config_secrets(region.config))
+    for secret in settings.mq.secrets if settings.mq else ():
+        # Unreadable now: the check that needs it says so, and an unread value cannot leak.
+        with contextlib.suppress(ConfigError):
+            secret.reveal()  # registers the value and any password inside it
+
+
 def split_patterns(values: Iterable[str]) -> list[str]:
     """Flatten repeated and comma-separated ``--clouds`` values."""
     return [p.strip() for value in values for p in value.split(",") if p.strip()]
 
 
-def select_targets(ids: Sequence[str], patterns: Sequence[str], *, source: str) -> set[str]:
+def select_targets(
+    ids: Sequence[str], patterns: Sequence[str], *, source: str, option: str = "--clouds"
+) -> set[str]:
     """Ids matched by any pattern (a name, an id or a glob); all ids when there are none.
 
     A pattern also matches ``name/region`` ids through their cloud name, so ``--clouds prod``
-    selects every region of ``prod``.
+    selects every region of ``prod``. ``option`` names where the patterns came from.
     """
     if not patterns:
         return set(ids)
@@ -287,7 +520,7 @@ def select_targets(ids: Sequence[str], patterns: Sequence[str], *, source: str) 
         }
         if not hits:
             known = ", ".join(sorted(ids)) or "none"
-            raise ConfigError(f"{source}: --clouds {pattern!r} matches no cloud (known: {known})")
+            raise ConfigError(f"{source}: {option} {pattern!r} matches no cloud (known: {known})")
         chosen |= hits
     return chosen
 

@@ -1,8 +1,26 @@
-"""Exit statuses and the errors that map onto them."""
+"""Exit statuses, the errors that map onto them, and the validators of configuration values.
+
+The validators are the one place a configuration mistake is worded, so ``clouds.yaml``'s
+``e2etests:`` block and its ``mq:`` sub-block read alike: ``<file>: <key path>: <what was
+expected>, got <what was found>``. They never echo text the operator wrote: a password pasted
+under the wrong key must not end up in a CI log.
+"""
 
 from __future__ import annotations
 
 import enum
+import math
+from collections.abc import Collection, Mapping
+
+__all__ = [
+    "ConfigError",
+    "ExitStatus",
+    "found",
+    "mapping",
+    "reject_unknown",
+    "seconds",
+    "text",
+]
 
 
 class ExitStatus(enum.IntEnum):
@@ -16,3 +34,72 @@ class ExitStatus(enum.IntEnum):
 
 class ConfigError(Exception):
     """Bad configuration; the message is one line naming the file and key at fault."""
+
+
+def found(value: object) -> str:
+    """What a bad value is, for an error message: numbers as they are, anything else by type."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool | int | float):
+        return repr(value)
+    return type(value).__name__
+
+
+def mapping(raw: object, where: str) -> Mapping[str, object]:
+    """``raw`` as a mapping with string keys, or ConfigError naming ``where``."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {found(raw)}")
+    for key in raw:
+        if not isinstance(key, str):
+            raise ConfigError(f"{where}: keys must be strings, got {found(key)}")
+    return raw
+
+
+def reject_unknown(block: Mapping[str, object], known: Collection[str], where: str) -> None:
+    """ConfigError for the first key of ``block`` outside ``known`` (a typo is never ignored)."""
+    unknown = sorted(set(block) - set(known))
+    if unknown:
+        listing = ", ".join(sorted(known))
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key (known: {listing})")
+
+
+def text(
+    block: Mapping[str, object], key: str, where: str, *, required: str | None = None
+) -> str | None:
+    """A non-empty string, stripped; None when absent unless ``required`` (an example value)."""
+    value = block.get(key)
+    if value is None:
+        if required is not None:
+            raise ConfigError(f"{where}.{key}: required, e.g. {key}: {required}")
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}.{key}: expected a non-empty string, got {found(value)}")
+    return value.strip()
+
+
+def seconds(
+    block: Mapping[str, object],
+    key: str,
+    where: str,
+    *,
+    default: float,
+    low: float,
+    high: float,
+) -> float:
+    """A finite number of seconds in ``[low, high]``, ``default`` when absent.
+
+    Finite on purpose: YAML reads ``.nan`` and ``.inf`` as floats, and a NaN deadline never
+    expires while a NaN poll interval polls in a tight loop.
+    """
+    value = block.get(key)
+    if value is None:
+        return default
+    # bool is an int subclass; `boot_timeout: yes` is a typo, not one second.
+    number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    # The range test also refuses NaN (every comparison with it is false) and infinities.
+    if number is None or not low <= number <= high or not math.isfinite(number):
+        raise ConfigError(
+            f"{where}.{key}: expected a number of seconds from {low:g} to {high:g}, "
+            f"got {found(value)}"
+        )
+    return float(number)

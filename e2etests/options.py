@@ -10,25 +10,45 @@ import datetime as dt
 import re
 import secrets
 
-__all__ = ["new_run_id", "parse_drained_at", "parse_run_id"]
+__all__ = ["CLOCK_SKEW", "EARLIEST_DRAIN", "new_run_id", "parse_drained_at", "parse_run_id"]
 
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}")
 
 
-def parse_drained_at(value: str) -> dt.datetime:
-    """``--drained-at``: an ISO 8601 time (naive means UTC) or Unix epoch seconds."""
+#: How far ahead of this machine's clock a drain time may be: another host's clock, not a typo.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+#: Earliest drain time taken: anything before is a wrong unit or a zero, not a drain.
+EARLIEST_DRAIN = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+
+
+def parse_drained_at(value: str, *, now: dt.datetime | None = None) -> dt.datetime:
+    """``--drained-at``: an ISO 8601 time (naive means UTC) or Unix epoch seconds.
+
+    A time in the future (beyond :data:`CLOCK_SKEW`) would hold the grace window open past
+    every deadline, and one before 2000 would close it at once: both are refused.
+    """
     text = value.strip()
     try:
-        return dt.datetime.fromtimestamp(float(text), tz=dt.UTC)
+        when = dt.datetime.fromtimestamp(float(text), tz=dt.UTC)
     except (ValueError, OverflowError, OSError):
-        pass
-    try:
-        parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
+        try:
+            parsed = dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an ISO 8601 time or epoch seconds, got {value!r}"
+            ) from None
+        when = (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+    current = now or dt.datetime.now(dt.UTC)
+    if when > current + CLOCK_SKEW:
         raise argparse.ArgumentTypeError(
-            f"expected an ISO 8601 time or epoch seconds, got {value!r}"
-        ) from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+            f"{value!r} is in the future (now {current:%Y-%m-%dT%H:%M:%SZ}; "
+            f"at most {CLOCK_SKEW.seconds // 60} min of clock skew allowed)"
+        )
+    if when < EARLIEST_DRAIN:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is before {EARLIEST_DRAIN:%Y-%m-%d}: expected when the drain finished"
+        )
+    return when
 
 
 def parse_run_id(value: str) -> str:

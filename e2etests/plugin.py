@@ -20,12 +20,13 @@ import sys
 import threading
 import types
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 import openstack.connection
 import pytest
 
+from e2etests import booting, redacting
 from e2etests import config as e2e_config
 from e2etests.ahead import Ahead, Job, queued_items
 from e2etests.config import CloudSettings, CloudTarget
@@ -33,6 +34,7 @@ from e2etests.errors import ConfigError
 from e2etests.lifecycle import run_prefix as prefix_of_run
 from e2etests.options import new_run_id, parse_drained_at, parse_run_id
 from e2etests.redact import describe, message, redact, redact_line
+from e2etests.results import Prop
 
 __all__ = [
     "AheadFactory",
@@ -42,7 +44,7 @@ __all__ = [
     "new_run_id",
     "parse_drained_at",
     "parse_run_id",
-    "session_runs",
+    "runs_the_boot",
 ]
 
 _PARAM = "_e2e_cloud"
@@ -51,6 +53,8 @@ _TARGETS_KEY = pytest.StashKey["list[CloudTarget] | ConfigError"]()
 _CLOUDS_KEY = pytest.StashKey[dict[str, "Cloud"]]()
 _USAGE_ERROR_KEY = pytest.StashKey[str]()
 _AHEAD_KEY = pytest.StashKey[Ahead]()
+_SELECTED_KEY = pytest.StashKey[dict[str, set[str]]]()
+_LEAK_SHOWN_KEY = pytest.StashKey[bool]()
 _WORKER_RUN_ID = "e2e_run_id"
 _WORKER_USAGE_ERROR = "e2e_usage_error"
 
@@ -167,6 +171,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(_XdistHooks(), "e2etests-xdist")
     if workerinput:
         config.pluginmanager.register(_GroupCheck(), "e2etests-group-check")
+    # Every output of the run (terminal, junit.xml) goes through the redactor.
+    redacting.register(config)
     _install_sigterm_handler(config)
 
 
@@ -240,9 +246,11 @@ def _target_of(item: pytest.Item) -> CloudTarget | None:
     return target if isinstance(target, CloudTarget) else None
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
+    # Last, after -k, -m and every other deselection: what is left decides who boots a cloud.
     targets = config.stash.get(_TARGETS_KEY, None)
     if isinstance(targets, ConfigError):
         # A clouds.yaml mistake can quote what sits next to a password.
@@ -255,12 +263,20 @@ def pytest_collection_modifyitems(
         session.shouldstop = line
         items[:] = []
         return
+    selected: dict[str, set[str]] = {}
     for item in items:
         target = _target_of(item)
         if target is not None:
             # Reporters read the cloud from here, never from the test id (xdist appends @group).
-            item.user_properties.append(("e2e_cloud", target.id))
-            item.user_properties.append(("e2e_check", check_name(item)))
+            item.user_properties.append((Prop.CLOUD, target.id))
+            item.user_properties.append((Prop.CHECK, check_name(item)))
+            if target.settings.skip:
+                item.user_properties.append((Prop.CONFIG_SKIP, target.settings.skip))
+            if target.settings.quarantine:
+                item.user_properties.append((Prop.QUARANTINE, target.settings.quarantine))
+            if item.get_closest_marker("skip") is None:
+                selected.setdefault(target.id, set()).add(check_name(item))
+    config.stash[_SELECTED_KEY] = selected
 
 
 @pytest.hookimpl(trylast=True)
@@ -272,13 +288,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         gc.freeze()
 
 
-def session_runs(session: pytest.Session, cloud_id: str, check: str) -> bool:
-    """Whether this session (this worker's collection) also runs ``check`` on the cloud."""
-    for item in session.items:
-        props = dict(item.user_properties)
-        if (props.get("e2e_cloud"), props.get("e2e_check")) == (cloud_id, check):
-            return item.get_closest_marker("skip") is None
-    return False
+def runs_the_boot(config: pytest.Config, target: CloudTarget, check: str) -> bool:
+    """Whether ``check`` is the one that boots ``target`` in this run (see e2etests.booting).
+
+    Every xdist worker collects and deselects the same items, so all agree.
+    """
+    selected = config.stash.get(_SELECTED_KEY, {}).get(target.id, set())
+    drained = config.getoption("e2e_drained_at") is not None
+    has_mq = bool(target.settings.mq)
+    return booting.booting_check(selected, drained=drained, has_mq=has_mq) == check
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -294,6 +312,40 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 # -- the cloud object -----------------------------------------------------------------------
+
+
+class Unreachable(pytest.fail.Exception):  # type: ignore[name-defined,misc]
+    """The test failed because its cloud cannot be used: reported for the cloud, not the check."""
+
+
+def unreachable_line(reason: str, target_id: str) -> str:
+    """``reason`` without the cloud's id in front: the summary shows the cloud already."""
+    return reason.removeprefix(f"{target_id}: ")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    target = _target_of(item)
+    if target is None:
+        return report
+    if call.excinfo is not None and isinstance(call.excinfo.value, Unreachable):
+        line = unreachable_line(str(call.excinfo.value.msg), target.id)
+        item.user_properties.append((Prop.UNREACHABLE, line))
+        report.user_properties.append((Prop.UNREACHABLE, line))
+    leak = next((str(v) for k, v in report.user_properties if k == Prop.LEAK), None)
+    if leak is not None and not item.stash.get(_LEAK_SHOWN_KEY, False):
+        item.stash[_LEAK_SHOWN_KEY] = True  # one failed report per leak, not one per phase
+        if not report.failed:
+            # Quarantine (xfail) would turn a leaked server into XPASS or a skip: it never may.
+            report.outcome = "failed"
+            if hasattr(report, "wasxfail"):
+                del report.wasxfail
+            if report.longrepr is None or isinstance(report.longrepr, tuple):
+                report.longrepr = f"cleanup failed, a server may be left: {leak}"
+    return report
 
 
 class Cloud:
@@ -341,7 +393,8 @@ class Cloud:
         try:
             return self.connect()
         except e2e_config.CloudUnavailable as exc:
-            pytest.fail(str(exc), pytrace=False)
+            reason = str(exc)
+        raise Unreachable(reason, pytrace=False)
 
     def connect(self) -> openstack.connection.Connection:
         """``conn`` outside a test: raises ``CloudUnavailable`` with the one-line reason."""
@@ -422,19 +475,27 @@ class E2EReport:
 
     def phases(self, seconds: Mapping[str, float]) -> None:
         """Record phase durations in seconds, e.g. ``{"boot": 2.31, "delete": 0.92}``."""
-        merged = dict(self._get("e2e_phases") or {})
+        merged = dict(self._get(Prop.PHASES) or {})
         merged.update({k: round(float(v), 3) for k, v in seconds.items()})
-        self._set("e2e_phases", merged)
+        self._set(Prop.PHASES, merged)
 
     def duration(self, seconds: float) -> None:
         """The check's wall time when it ran outside the test's call (started ahead)."""
-        self._set("e2e_duration", round(float(seconds), 3))
+        self._set(Prop.DURATION, round(float(seconds), 3))
 
     def culprit(self, line: str, evidence: Sequence[str] = ()) -> None:
         """Record what is broken (one line) and the evidence lines, without failing."""
-        self._set("e2e_culprit", redact_line(line))
+        self._set(Prop.CULPRIT, redact_line(line))
         if evidence:
-            self._set("e2e_evidence", [redact(e) for e in evidence])
+            self._set(Prop.EVIDENCE, [redact(e) for e in evidence])
+
+    def leak(self, line: str) -> None:
+        """Record that the cleanup failed: the test fails, quarantined or not."""
+        self._set(Prop.LEAK, redact_line(line))
+
+    def unreachable(self, line: str) -> None:
+        """Record that the cloud itself cannot be used (one line for the cloud)."""
+        self._set(Prop.UNREACHABLE, redact_line(line))
 
     def fail(self, line: str, evidence: Sequence[str] = ()) -> NoReturn:
         """Record culprit and evidence, then fail the test with them (no traceback).
@@ -456,20 +517,29 @@ def e2e_report(request: pytest.FixtureRequest) -> E2EReport:
 
 
 @pytest.fixture
-def e2e_cleanup() -> Iterator[Callable[[Callable[[], None]], None]]:
+def e2e_cleanup(request: pytest.FixtureRequest) -> Iterator[Callable[[Callable[[], None]], None]]:
     """Register cleanups to run at teardown, newest first, even after failure or Ctrl-C.
 
     Register *before* the step that creates the resource, so a lost response or an
-    interrupt between create and registration cannot leak it.
+    interrupt between create and registration cannot leak it. A Ctrl-C or SIGTERM during a
+    cleanup does not cut the others short: every callback runs, then the interrupt goes on.
     """
     callbacks: list[Callable[[], None]] = []
     yield callbacks.append
     errors: list[str] = []
+    interrupt: BaseException | None = None
     for callback in reversed(callbacks):
         try:
             callback()
         except Exception as exc:
             errors.append(message(exc))
+        except BaseException as exc:  # KeyboardInterrupt (SIGTERM too), SystemExit
+            interrupt = interrupt or exc
+            errors.append(f"interrupted: {describe(exc)}")
+    if errors:
+        E2EReport(request.node.user_properties).leak("; ".join(errors))
+    if interrupt is not None:
+        raise interrupt
     if errors:
         pytest.fail("cleanup failed: " + "\n".join(errors), pytrace=False)
 

@@ -1,15 +1,14 @@
 """What a run found, per cloud and per check, and the collector that builds it from pytest reports.
 
 The dataclasses are what every reporter (text, JSON, Prometheus, Slack) consumes; they are built
-only from the data the suites attach to their reports through ``item.user_properties``::
-
-    ("e2e_cloud", "minicloud-a")              # which cloud the test checked
-    ("e2e_check", "mq.consumers")             # which check it is
-    ("e2e_phases", {"boot": 2.31})            # seconds per phase, optional
-    ("e2e_culprit", "one line")               # what is broken, when it failed, optional
-    ("e2e_evidence", ["line", ...])           # the lines that prove it, optional
+only from the data the suites attach to their reports through ``item.user_properties``, under
+the keys of :class:`Prop` (the one contract between the writer and this reader).
 
 The cloud is never taken from the test id: under ``--dist loadgroup`` xdist appends ``@group``.
+
+A cloud is green only when a check that boots a server passed on it and nothing failed
+(:func:`cloud_verdict`); a cloud that no selected check verified is ``unchecked``, and that
+gates the roll like a failure. A leaked server is a failure even on a quarantined cloud.
 """
 
 from __future__ import annotations
@@ -22,15 +21,36 @@ from typing import Literal, Protocol
 
 import pytest
 
+from e2etests.booting import BOOT_CHECKS, boot_checked
 from e2etests.errors import ExitStatus
 from e2etests.redact import one_line, redact
 
-Outcome = Literal["passed", "failed", "error", "skipped"]
-CloudVerdict = Literal["passed", "failed", "skipped"]
+#: ``quarantined``: failed on a cloud whose failures do not gate (``quarantine:``).
+Outcome = Literal["passed", "failed", "error", "skipped", "quarantined"]
+#: ``unchecked``: nothing failed, but no check verified that the cloud can boot a server.
+#: ``skipped``: skipped by config (``skip:``), a deliberate choice of the operator.
+CloudVerdict = Literal["passed", "failed", "unchecked", "quarantined", "skipped"]
 RunVerdict = Literal["passed", "failed", "error"]
 
-# Tests that do not say which cloud they checked are grouped here rather than dropped.
+# Tests that do not say which cloud they checked: never part of a verdict, named as a
+# harness error instead.
 UNKNOWN_CLOUD = "(no cloud)"
+
+
+class Prop:
+    """Keys of the ``user_properties`` a test of the harness carries (written by the plugin)."""
+
+    CLOUD = "e2e_cloud"  #: which cloud the test checked
+    CHECK = "e2e_check"  #: which check it is
+    PHASES = "e2e_phases"  #: seconds per phase, e.g. {"boot": 2.31}
+    DURATION = "e2e_duration"  #: the check's own wall time when it ran ahead of its test
+    CULPRIT = "e2e_culprit"  #: what is broken, one line
+    EVIDENCE = "e2e_evidence"  #: the lines that prove it
+    LEAK = "e2e_leak"  #: a server the check created may be left: the cleanup's failure
+    UNREACHABLE = "e2e_unreachable"  #: the cloud itself cannot be used (keystone), one line
+    CONFIG_SKIP = "e2e_config_skip"  #: the cloud is skipped by config: the reason
+    QUARANTINE = "e2e_quarantine"  #: the cloud is quarantined by config: the reason
+
 
 # Bounds that keep one chatty check from flooding every report built from it.
 MAX_CULPRIT_CHARS = 300
@@ -50,11 +70,21 @@ class CheckResult:
     duration: float = 0.0
     #: seconds per named phase, e.g. ``{"boot": 2.31, "delete": 0.92}``
     phases: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    #: why it was skipped, for a skip
+    reason: str | None = None
+    #: the cleanup's failure: a server may be left behind (the outcome is then "failed")
+    leak: str | None = None
+    #: the cloud could not be used at all (one line for the cloud, not for this check)
+    unreachable: str | None = None
+    #: the cloud's ``skip:`` reason, when config skipped it
+    config_skip: str | None = None
+    #: the cloud's ``quarantine:`` reason, when config quarantined it
+    quarantine: str | None = None
 
     @property
     def ok(self) -> bool:
-        """True unless the check failed or errored: a skip is not a red."""
-        return self.outcome in ("passed", "skipped")
+        """True unless the check failed or errored: a skip or a quarantined failure is not red."""
+        return self.outcome in ("passed", "skipped", "quarantined")
 
 
 #: A stuck boot is the symptom; a queue nobody consumes or a service that does not answer its
@@ -82,10 +112,27 @@ class CloudResult:
         return tuple(sorted(failed, key=lambda c: CAUSE_FIRST.get(c.check, len(CAUSE_FIRST))))
 
     @property
+    def gates(self) -> bool:
+        """Whether this cloud stops the roll: it failed, or nothing verified it."""
+        return self.verdict in ("failed", "unchecked")
+
+    @property
     def culprit(self) -> str:
         """One line for the summary: the most telling failing check and why, or the verdict."""
         failed = self.failed_checks
+        unreachable = next((c.unreachable for c in failed if c.unreachable), None)
+        if unreachable:
+            return unreachable  # the cloud's own problem, not any one check's
+        if self.verdict == "unchecked":
+            return unchecked_reason(self.checks)
+        if self.verdict == "skipped":
+            reason = next((c.config_skip for c in self.checks if c.config_skip), "")
+            return f"skipped by config: {reason}"
         if not failed:
+            quarantined = [c for c in self.checks if c.outcome == "quarantined"]
+            if quarantined:
+                first = quarantined[0]
+                return f"quarantined ({first.quarantine}): {first.check}: {first.culprit}"
             return self.verdict
         first = failed[0]
         line = f"{first.check}: {first.culprit or first.outcome}"
@@ -118,7 +165,12 @@ class RunResult:
 
     @property
     def failed_clouds(self) -> tuple[CloudResult, ...]:
-        return tuple(c for c in self.clouds if c.verdict == "failed")
+        """The clouds that stop the roll: failed, or not verified (their culprit says which)."""
+        return tuple(c for c in self.clouds if c.gates)
+
+    @property
+    def quarantined_clouds(self) -> tuple[CloudResult, ...]:
+        return tuple(c for c in self.clouds if c.verdict == "quarantined")
 
     @property
     def passed_clouds(self) -> tuple[CloudResult, ...]:
@@ -126,7 +178,20 @@ class RunResult:
 
     @property
     def skipped_clouds(self) -> tuple[CloudResult, ...]:
+        """The clouds skipped by config (``skip:``)."""
         return tuple(c for c in self.clouds if c.verdict == "skipped")
+
+
+def unchecked_reason(checks: Sequence[CheckResult]) -> str:
+    """Why no check verified that a cloud boots: each boot check skipped, or not selected."""
+    parts = []
+    for name in sorted(BOOT_CHECKS):
+        found = next((c for c in checks if c.check == name), None)
+        if found is None:
+            parts.append(f"{name} not selected")
+        else:
+            parts.append(f"{name} {found.outcome}" + (f": {found.reason}" if found.reason else ""))
+    return "not checked: no check booted a server (" + "; ".join(parts) + ")"
 
 
 # --- building results from reports
@@ -208,8 +273,8 @@ class _TestAccumulator:
 
     def add(self, report: ReportLike) -> None:
         props = _properties(report)
-        self.phases.update(_phases(props.pop("e2e_phases", None)))
-        own = props.pop("e2e_duration", None)
+        self.phases.update(_phases(props.pop(Prop.PHASES, None)))
+        own = props.pop(Prop.DURATION, None)
         if isinstance(own, int | float):
             self.own_duration = float(own)
         self.props.update(props)
@@ -221,21 +286,37 @@ class _TestAccumulator:
                 self.outcome = "failed" if report.when == "call" else "error"
                 self.crash = crash_message(report.longrepr)
         elif report.outcome == "skipped":
-            if self.outcome is None:
+            if getattr(report, "wasxfail", None) is not None:
+                # A failure of a quarantined cloud: kept, but it does not gate.
+                if self.outcome in (None, "skipped"):
+                    self.outcome = "quarantined"
+                    self.crash = crash_message(report.longrepr)
+            elif self.outcome is None:
                 self.outcome = "skipped"
+                self.crash = crash_message(report.longrepr)
         elif report.when == "call" and self.outcome is None:
             self.outcome = "passed"
 
     def result(self, nodeid: str) -> CheckResult:
         outcome: Outcome = self.outcome or "error"
-        cloud = self.props.get("e2e_cloud")
-        check = self.props.get("e2e_check")
+        cloud = self.props.get(Prop.CLOUD)
+        check = self.props.get(Prop.CHECK)
+        leak = self._line(Prop.LEAK)
+        if leak is not None and outcome not in ("failed", "error"):
+            # Quarantine forgives a broken cloud, never a server left behind.
+            outcome = "failed"
         culprit: str | None = None
         evidence: tuple[str, ...] = ()
-        if outcome in ("failed", "error"):
-            raw = self.props.get("e2e_culprit") or self.crash or f"{outcome} (no reason given)"
+        reason: str | None = None
+        if outcome in ("failed", "error", "quarantined"):
+            raw = self.props.get(Prop.CULPRIT) or self.crash or leak
+            raw = raw or f"{outcome} (no reason given)"
             culprit = one_line(redact(str(raw)), MAX_CULPRIT_CHARS)
-            evidence = _evidence(self.props.get("e2e_evidence"))
+            evidence = _evidence(self.props.get(Prop.EVIDENCE))
+            if leak is not None and leak not in culprit:
+                evidence = (*evidence, f"cleanup failed: {leak}")
+        elif outcome == "skipped" and self.crash:
+            reason = one_line(redact(self.crash.removeprefix("Skipped: ")), MAX_CULPRIT_CHARS)
         return CheckResult(
             cloud=str(cloud) if cloud else UNKNOWN_CLOUD,
             check=str(check) if check else nodeid,
@@ -245,7 +326,16 @@ class _TestAccumulator:
             # A check started ahead of its test ran mostly before the test's own time.
             duration=round(self.duration if self.own_duration is None else self.own_duration, 3),
             phases=self.phases,
+            reason=reason,
+            leak=leak,
+            unreachable=self._line(Prop.UNREACHABLE),
+            config_skip=self._line(Prop.CONFIG_SKIP),
+            quarantine=self._line(Prop.QUARANTINE),
         )
+
+    def _line(self, key: str) -> str | None:
+        value = self.props.get(key)
+        return one_line(redact(str(value)), MAX_CULPRIT_CHARS) if value else None
 
 
 def build_checks(reports: Iterable[ReportLike]) -> list[CheckResult]:
@@ -257,18 +347,27 @@ def build_checks(reports: Iterable[ReportLike]) -> list[CheckResult]:
 
 
 def cloud_verdict(checks: Sequence[CheckResult]) -> CloudVerdict:
+    """What a cloud's checks add up to (see the module docstring)."""
     if any(not c.ok for c in checks):
         return "failed"
-    if any(c.outcome == "passed" for c in checks):
+    if boot_checked(c.check for c in checks if c.outcome == "passed"):
         return "passed"
-    return "skipped"
+    if checks and all(c.config_skip for c in checks):
+        return "skipped"
+    if any(c.quarantine for c in checks):
+        return "quarantined"
+    return "unchecked"
 
 
 def group_by_cloud(checks: Iterable[CheckResult]) -> tuple[CloudResult, ...]:
-    """Clouds sorted by name, each with its checks sorted by check name."""
+    """Clouds sorted by name, each with its checks sorted by check name.
+
+    Results that name no cloud are left out: they verified no cloud.
+    """
     per_cloud: dict[str, list[CheckResult]] = {}
     for check in checks:
-        per_cloud.setdefault(check.cloud, []).append(check)
+        if check.cloud != UNKNOWN_CLOUD:
+            per_cloud.setdefault(check.cloud, []).append(check)
     return tuple(
         CloudResult(cloud=name, verdict=cloud_verdict(found), checks=tuple(sorted(found, key=_key)))
         for name, found in sorted(per_cloud.items())
@@ -295,8 +394,12 @@ def exit_status_for(
     if code == pytest.ExitCode.NO_TESTS_COLLECTED or not clouds:
         # Nothing was verified: that must never read as green.
         return ExitStatus.HARNESS_ERROR
-    if code == pytest.ExitCode.TESTS_FAILED or any(c.verdict == "failed" for c in clouds):
+    if any(c.gates for c in clouds) or not any(c.verdict == "passed" for c in clouds):
+        # A run in which no cloud passed (all skipped by config, say) checked nothing.
         return ExitStatus.CHECK_FAILED
+    if code == pytest.ExitCode.TESTS_FAILED:
+        # pytest saw a failure the results do not show (a test of no cloud): not green.
+        return ExitStatus.HARNESS_ERROR
     if code == pytest.ExitCode.OK:
         return ExitStatus.OK
     return ExitStatus.HARNESS_ERROR
@@ -314,8 +417,17 @@ def build_run_result(
     harness_errors: Sequence[str] = (),
 ) -> RunResult:
     """Pure: test reports (in any order) plus run metadata -> ``RunResult``."""
-    clouds = group_by_cloud(build_checks(reports))
+    checks = build_checks(reports)
+    clouds = group_by_cloud(checks)
     status = exit_status_for(pytest_exit, clouds)
+    stray = [c.check for c in checks if c.cloud == UNKNOWN_CLOUD]
+    if stray:
+        shown = ", ".join(stray[:3]) + (f" and {len(stray) - 3} more" if len(stray) > 3 else "")
+        harness_errors = [
+            *harness_errors,
+            f"{len(stray)} test{'s' if len(stray) != 1 else ''} checked no cloud, "
+            f"ignored in the verdict: {shown}",
+        ]
     return RunResult(
         started_at=started_at,
         duration=round(duration, 3),

@@ -19,7 +19,7 @@ JSON_SCHEMA_VERSION = 1
 
 EXIT_MEANINGS: dict[ExitStatus, str] = {
     ExitStatus.OK: "all checks passed",
-    ExitStatus.CHECK_FAILED: "a check failed",
+    ExitStatus.CHECK_FAILED: "a check failed or a cloud was not verified",
     ExitStatus.USAGE_ERROR: "usage or configuration error",
     ExitStatus.HARNESS_ERROR: "the harness itself could not run",
 }
@@ -39,15 +39,33 @@ def iso(moment: dt.datetime | None) -> str | None:
 def headline(run: RunResult) -> str:
     """One line: verdict, node, counts, duration."""
     total = len(run.clouds)
-    failed = len(run.failed_clouds)
+    failed = sum(c.verdict == "failed" for c in run.clouds)
+    unchecked = sum(c.verdict == "unchecked" for c in run.clouds)
+    passed = len(run.passed_clouds)
     where = f" after draining {run.node}" if run.node else ""
+    of_total = f" of {total} cloud{'s' if total != 1 else ''}"
     if run.verdict == "error":
         what = "the harness could not run"
     elif failed:
-        what = f"{failed} of {total} cloud{'s' if total != 1 else ''} failed"
-    else:
+        what = f"{failed}{of_total} failed" + (f", {unchecked} not checked" if unchecked else "")
+    elif unchecked:
+        what = f"{unchecked}{of_total} not checked"
+    elif not passed:
+        what = f"no cloud was checked ({_aside(run)})"
+    elif passed == total:
         what = f"all {total} cloud{'s' if total != 1 else ''} passed"
+    else:
+        what = f"{passed}{of_total} passed ({_aside(run)})"
     return f"{VERDICT_WORD[run.verdict]}{where}: {what} ({run.duration:.1f} s)"
+
+
+def _aside(run: RunResult) -> str:
+    parts = []
+    if run.skipped_clouds:
+        parts.append(f"{len(run.skipped_clouds)} skipped by config")
+    if run.quarantined_clouds:
+        parts.append(f"{len(run.quarantined_clouds)} quarantined")
+    return ", ".join(parts) or "none passed"
 
 
 def _name_list(names: list[str], width: int) -> str:
@@ -83,10 +101,14 @@ def render_text(run: RunResult, *, width: int = 100, max_failed: int = 15) -> st
     failed = run.failed_clouds
     name_width = min(30, max((len(c.cloud) for c in failed), default=0))
     for cloud in failed[:max_failed]:
-        lines.append(clip(f"  FAIL  {cloud.cloud:<{name_width}}  {cloud.culprit}", width))
+        label = "FAIL" if cloud.verdict == "failed" else "NONE"
+        lines.append(clip(f"  {label}  {cloud.cloud:<{name_width}}  {cloud.culprit}", width))
     if len(failed) > max_failed:
         lines.append(f"  FAIL  and {len(failed) - max_failed} more (see the JSON report)")
-    for label, group in (("ok", run.passed_clouds), ("skip", run.skipped_clouds)):
+    for cloud in run.quarantined_clouds[:max_failed]:
+        lines.append(clip(f"  QUAR  {cloud.cloud}  {cloud.culprit}", width))
+    groups = (("ok", run.passed_clouds), ("skipped by config:", run.skipped_clouds))
+    for label, group in groups:
         if group:
             prefix = f"  {label:<4}  "
             names = [c.cloud for c in group]
@@ -106,6 +128,7 @@ def to_json(run: RunResult) -> dict[str, Any]:
     for cloud in run.clouds:
         clouds[cloud.cloud] = {
             "verdict": cloud.verdict,
+            "culprit": None if cloud.verdict == "passed" else cloud.culprit,
             "failed_checks": [
                 {
                     "check": c.check,
@@ -117,7 +140,13 @@ def to_json(run: RunResult) -> dict[str, Any]:
             ],
             "phases": _phases_by_check(cloud),
             "checks": [
-                {"check": c.check, "outcome": c.outcome, "duration": c.duration}
+                {
+                    "check": c.check,
+                    "outcome": c.outcome,
+                    "duration": c.duration,
+                    **({"reason": c.reason} if c.reason else {}),
+                    **({"leak": c.leak} if c.leak else {}),
+                }
                 for c in cloud.checks
             ],
         }
@@ -136,7 +165,9 @@ def to_json(run: RunResult) -> dict[str, Any]:
         "counts": {
             "clouds": len(run.clouds),
             "passed": len(run.passed_clouds),
-            "failed": len(run.failed_clouds),
+            "failed": sum(c.verdict == "failed" for c in run.clouds),
+            "unchecked": sum(c.verdict == "unchecked" for c in run.clouds),
+            "quarantined": len(run.quarantined_clouds),
             "skipped": len(run.skipped_clouds),
         },
         "harness_errors": list(run.harness_errors),
@@ -172,9 +203,9 @@ def render_prometheus(run: RunResult, *, prefix: str = "e2etests") -> str:
         out.append(f"# TYPE {full} {kind}")
         return full
 
-    name = family("cloud_passed", "gauge", "1 if every check of the cloud passed, else 0.")
+    name = family("cloud_passed", "gauge", "1 if the cloud was verified and nothing failed.")
     for cloud in run.clouds:
-        value = 0 if cloud.verdict == "failed" else 1
+        value = 1 if cloud.verdict == "passed" else 0
         out.append(f'{name}{{cloud="{_label(cloud.cloud)}",verdict="{cloud.verdict}"}} {value}')
     checks = [
         (f'cloud="{_label(cloud.cloud)}",check="{_label(check.check)}"', check)

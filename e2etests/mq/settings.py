@@ -1,9 +1,14 @@
 """The ``mq:`` block of a cloud's ``e2etests:`` settings, parsed and checked.
 
 Secrets (the broker password, the transport URL) are referenced, never inlined:
-a file or an environment variable names where they live, and they are read only
-when a check needs them, so a run that skips the MQ checks never touches them
-and nothing that prints a settings object can leak them.
+a file or an environment variable names where they live, and nothing that prints
+a settings object can leak them. Each value is registered with
+``e2etests.redact.add_secrets`` the moment it is read, so every later output masks
+it; ``config.load_targets`` reads them once for that reason, and a secret that
+cannot be read then is an error only when a check needs it.
+
+Values are checked by the validators of ``e2etests.errors``, which also check the
+rest of the ``e2etests:`` block: one wording for every mistake.
 """
 
 from __future__ import annotations
@@ -14,13 +19,16 @@ import pathlib
 import urllib.parse
 from collections.abc import Mapping
 
-from e2etests.errors import ConfigError
+from e2etests.errors import ConfigError, found, mapping, reject_unknown, seconds, text
+from e2etests.redact import add_secrets
 
 #: Nova's ``service_down_time`` (60 s) plus one ``report_interval`` (10 s): a
 #: service silent for longer than this after a disturbance is not recovering.
 DEFAULT_GRACE = 70.0
 #: How long a canary server may sit in BUILD before the cloud is called broken.
 DEFAULT_CANARY_DEADLINE = 30.0
+#: Longest grace window and canary deadline: past an hour a drain hook is hung, not patient.
+MAX_WAIT = 3600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +66,8 @@ class Secret:
             source = f"environment variable {self.env}"
         if not value:
             raise ConfigError(f"{self.where}: {source} is empty or unset")
+        # Before anything can quote it: a transport URL and the passwords inside it.
+        add_secrets([value, *url_passwords(value)])
         return value
 
     def __repr__(self) -> str:
@@ -91,6 +101,13 @@ class MQSettings:
     grace: float = DEFAULT_GRACE
     canary_deadline: float = DEFAULT_CANARY_DEADLINE
 
+    @property
+    def secrets(self) -> tuple[Secret, ...]:
+        """Every secret this block references."""
+        rabbit = (self.rabbitmq.password,) if self.rabbitmq is not None else ()
+        url = (self.transport_url,) if self.transport_url is not None else ()
+        return rabbit + url
+
 
 _TOP_KEYS = frozenset(
     {"rabbitmq", "transport_url_file", "transport_url_env", "grace", "canary_deadline"}
@@ -100,48 +117,27 @@ _RABBIT_KEYS = frozenset(
 )
 
 
-def _mapping(raw: object, where: str) -> Mapping[str, object]:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-    for key in raw:
-        if not isinstance(key, str):
-            raise ConfigError(f"{where}: keys must be strings, got {key!r}")
-    return raw
+def url_passwords(value: str) -> list[str]:
+    """The passwords in a URL's user info, every host of a multi-host transport URL included.
 
-
-def _reject_unknown(raw: Mapping[str, object], known: frozenset[str], where: str) -> None:
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(
-            f"{where}.{unknown[0]}: unknown key (expected one of {', '.join(sorted(known))})"
-        )
-
-
-def _text(raw: Mapping[str, object], key: str, where: str, *, required: bool) -> str | None:
-    value = raw.get(key)
-    if value is None:
-        if required:
-            raise ConfigError(f"{where}.{key}: missing")
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}.{key}: expected a non-empty string")
-    return value.strip()
-
-
-def _seconds(raw: Mapping[str, object], key: str, where: str, default: float) -> float:
-    value = raw.get(key)
-    if value is None:
-        return default
-    # bool is an int subclass; `grace: yes` is a typo, not one second.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{where}.{key}: expected a positive number of seconds")
-    return float(value)
+    Both as written and percent-decoded: a client library may quote either.
+    """
+    if "://" not in value:
+        return []
+    netloc = urllib.parse.urlsplit(value.strip()).netloc
+    passwords: list[str] = []
+    for host in netloc.split(","):
+        userinfo, at, _ = host.rpartition("@")
+        _, colon, password = userinfo.partition(":")
+        if at and colon and password:
+            passwords += [password, urllib.parse.unquote(password)]
+    return passwords
 
 
 def _secret(raw: Mapping[str, object], stem: str, where: str, *, required: bool) -> Secret | None:
     file_key, env_key = f"{stem}_file", f"{stem}_env"
-    path = _text(raw, file_key, where, required=False)
-    env = _text(raw, env_key, where, required=False)
+    path = text(raw, file_key, where)
+    env = text(raw, env_key, where)
     if path is not None and env is not None:
         raise ConfigError(f"{where}.{file_key}: give either {file_key} or {env_key}, not both")
     if path is not None:
@@ -149,7 +145,7 @@ def _secret(raw: Mapping[str, object], stem: str, where: str, *, required: bool)
     if env is not None:
         return Secret(where=f"{where}.{env_key}", env=env)
     if required:
-        raise ConfigError(f"{where}.{file_key}: missing (or give {env_key})")
+        raise ConfigError(f"{where}.{file_key}: required, e.g. {file_key}: <path> (or {env_key})")
     return None
 
 
@@ -159,13 +155,15 @@ def _verify(raw: Mapping[str, object], where: str) -> bool | pathlib.Path:
         return value
     if isinstance(value, str) and value.strip():
         return pathlib.Path(value.strip()).expanduser()
-    raise ConfigError(f"{where}.verify: expected true, false or a CA bundle path")
+    raise ConfigError(
+        f"{where}.verify: expected true, false or a CA bundle path, got {found(value)}"
+    )
 
 
 def _rabbit(raw: object, where: str) -> RabbitSettings:
-    block = _mapping(raw, where)
-    _reject_unknown(block, _RABBIT_KEYS, where)
-    url = _text(block, "url", where, required=True)
+    block = mapping(raw, where)
+    reject_unknown(block, _RABBIT_KEYS, where)
+    url = text(block, "url", where, required="https://rabbitmq-mgmt.example.net")
     assert url is not None
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
@@ -173,16 +171,19 @@ def _rabbit(raw: object, where: str) -> RabbitSettings:
     # The URL is printed in error messages; credentials belong in password_file.
     if parts.username is not None or parts.password is not None:
         raise ConfigError(f"{where}.url: must not carry credentials; use username and password_*")
+    # Not stripped: a vhost is a name on the broker, white space included.
     vhost = block.get("vhost", "/")
     if not isinstance(vhost, str) or not vhost:
-        raise ConfigError(f"{where}.vhost: expected a non-empty string")
-    username = _text(block, "username", where, required=True)
+        raise ConfigError(f"{where}.vhost: expected a non-empty string, got {found(vhost)}")
+    username = text(block, "username", where, required="e2e-monitor")
     assert username is not None
     password = _secret(block, "password", where, required=True)
     assert password is not None
     neutron_vhost = block.get("neutron_vhost")
     if neutron_vhost is not None and (not isinstance(neutron_vhost, str) or not neutron_vhost):
-        raise ConfigError(f"{where}.neutron_vhost: expected a non-empty string")
+        raise ConfigError(
+            f"{where}.neutron_vhost: expected a non-empty string, got {found(neutron_vhost)}"
+        )
     return RabbitSettings(
         url=url.rstrip("/"),
         vhost=vhost,
@@ -202,16 +203,18 @@ def parse_mq_settings(raw: object, where: str) -> MQSettings | None:
     """
     if raw is None:
         return None
-    block = _mapping(raw, where)
+    block = mapping(raw, where)
     if not block:
-        # The core settings give every cloud an empty block: no MQ checks wanted.
+        # `mq: {}` asks for nothing: no MQ checks wanted.
         return None
-    _reject_unknown(block, _TOP_KEYS, where)
+    reject_unknown(block, _TOP_KEYS, where)
     rabbit = _rabbit(block["rabbitmq"], f"{where}.rabbitmq") if "rabbitmq" in block else None
     return MQSettings(
         where=where,
         rabbitmq=rabbit,
         transport_url=_secret(block, "transport_url", where, required=False),
-        grace=_seconds(block, "grace", where, DEFAULT_GRACE),
-        canary_deadline=_seconds(block, "canary_deadline", where, DEFAULT_CANARY_DEADLINE),
+        grace=seconds(block, "grace", where, default=DEFAULT_GRACE, low=1, high=MAX_WAIT),
+        canary_deadline=seconds(
+            block, "canary_deadline", where, default=DEFAULT_CANARY_DEADLINE, low=1, high=MAX_WAIT
+        ),
     )

@@ -9,9 +9,10 @@ from collections.abc import Callable
 
 import pytest
 
+from e2etests.booting import LIFECYCLE
 from e2etests.config import CloudUnavailable
 from e2etests.lifecycle import CheckFailed, Lifecycle, run_prefix, server_name
-from e2etests.plugin import Cloud, E2EReport, configured_run_id
+from e2etests.plugin import Cloud, E2EReport, configured_run_id, runs_the_boot, unreachable_line
 from e2etests.redact import message
 
 
@@ -23,17 +24,16 @@ class Outcome:
     seconds: float
     failure: CheckFailed | None = None
     cleanup_error: str | None = None
+    #: the cloud cannot be used at all (keystone unreachable, credentials refused)
+    unreachable: str | None = None
 
 
 def lifecycle_job(
     cloud: Cloud, config: pytest.Config
 ) -> Callable[[threading.Event], Outcome] | None:
     """The check of ``cloud``, to run in a worker thread (see ``e2etests.ahead``)."""
-    if config.getoption("e2e_drained_at") is not None and cloud.settings.mq:
-        # After a drain, the mq.canary check runs this same lifecycle, but only once the
-        # services are back, within the post-drain deadline and with the cause attached.
-        # Booting here too would double the wait on a broken cloud, and a boot fired while
-        # nova-compute is still reported down fails with NoValidHost: a false red.
+    if not runs_the_boot(config, cloud.target, LIFECYCLE):
+        # One boot per cloud and run (see e2etests.booting): mq.canary boots this one.
         return None
     run_id = configured_run_id(config)
 
@@ -42,7 +42,8 @@ def lifecycle_job(
         try:
             conn = cloud.connect()
         except CloudUnavailable as exc:
-            return Outcome({}, time.monotonic() - started, CheckFailed(str(exc)))
+            seconds = time.monotonic() - started
+            return Outcome({}, seconds, CheckFailed(str(exc)), unreachable=str(exc))
         check = Lifecycle(
             conn,
             cloud.settings,
@@ -75,10 +76,14 @@ def test_lifecycle(cloud: Cloud, e2e_ahead: Callable[[], object], e2e_report: E2
     """Create a server, see it ACTIVE and running as requested, delete it, see it gone."""
     outcome = e2e_ahead()
     if outcome is None:
-        pytest.skip("after a drain, mq.canary runs the lifecycle check")
+        pytest.skip(f"{cloud.id}: mq.canary boots this cloud in this run")
     assert isinstance(outcome, Outcome)
     e2e_report.phases(outcome.phases)
     e2e_report.duration(outcome.seconds)
+    if outcome.unreachable:
+        e2e_report.unreachable(unreachable_line(outcome.unreachable, cloud.id))
+    if outcome.cleanup_error:
+        e2e_report.leak(outcome.cleanup_error)
     cleanup = [f"cleanup failed: {outcome.cleanup_error}"] if outcome.cleanup_error else []
     if outcome.failure is not None:
         e2e_report.fail(outcome.failure.culprit, [*outcome.failure.evidence, *cleanup])

@@ -20,27 +20,25 @@ from typing import TypeVar
 
 import pytest
 
-from e2etests.errors import ConfigError
+from e2etests.booting import CANARY
 from e2etests.lifecycle import CheckFailed, Lifecycle
 from e2etests.mq.observations import CanaryObs
 from e2etests.mq.probe import CheckError, MQProbe
 from e2etests.mq.rpcping import oslo_messaging_available
-from e2etests.mq.settings import parse_mq_settings
 from e2etests.mq.verdict import Status, Verdict
-from e2etests.plugin import Cloud, E2EReport, session_runs
+from e2etests.plugin import Cloud, E2EReport, runs_the_boot
 
 T = TypeVar("T")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mq(cloud: Cloud, drained_at: dt.datetime | None) -> MQProbe:
-    """The MQ checks of this cloud; skips when the cloud has no ``e2etests.mq`` block."""
-    __tracebackhide__ = True
-    where = f"{cloud.target.source}: clouds.{cloud.name}.e2etests.mq"
-    try:
-        settings = parse_mq_settings(cloud.settings.mq, where)
-    except ConfigError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    """The MQ checks of this cloud; skips when the cloud has no ``e2etests.mq`` block.
+
+    One per cloud and process: the canary's diagnosis sees what the other checks found.
+    """
+    # Validated with the rest of clouds.yaml: a bad block never gets this far.
+    settings = cloud.settings.mq
     if settings is None:
         pytest.skip(f"{cloud.id}: no e2etests.mq settings")
     return MQProbe(cloud.id, settings, lambda: cloud.conn, drained_at=drained_at)
@@ -110,11 +108,10 @@ def test_canary_boot(
     e2e_cleanup: Callable[[Callable[[], None]], None],
 ) -> None:
     """A server boots within the canary deadline; if not, the other checks say why."""
-    if drained_at is None and session_runs(request.session, cloud.id, "lifecycle"):
-        # One boot per cloud and run: after a drain this one (the lifecycle check then
-        # skips), otherwise the lifecycle check's. Its failure still sits beside the
-        # MQ checks' verdicts, and the summary names their cause first.
-        pytest.skip(f"{cloud.id}: the lifecycle check boots; mq.canary boots after a drain")
+    if not runs_the_boot(request.config, cloud.target, CANARY):
+        # One boot per cloud and run (see e2etests.booting). The lifecycle check's failure
+        # still sits beside the MQ checks' verdicts, and the summary names their cause first.
+        pytest.skip(f"{cloud.id}: the lifecycle check boots this cloud in this run")
     # Booting into a cloud that is still reconnecting fails for the wrong reason
     # (NoValidHost while nova-compute is briefly down): wait the window out first.
     _or_fail(mq.wait_recovered, e2e_report)
@@ -127,7 +124,7 @@ def test_canary_boot(
         run_id=run_id,
     )
     e2e_cleanup(check.close)
-    e2e_cleanup(check.cleanup)
+    e2e_cleanup(check.cleanup)  # a failure here is recorded as a leak (see e2e_cleanup)
     try:
         check.run()
     except CheckFailed as exc:

@@ -10,6 +10,7 @@ import argparse
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -106,6 +107,11 @@ def call(argv: list[str], **kw: object) -> tuple[int, str, str]:
         (["run", "--workers", "0"], "need at least 1"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["clouds", "--", "-x"], "'clouds' takes no pytest arguments"),
+        (["run", "--run-id", "bad id!"], "argument --run-id: expected 1-40 letters"),
+        (
+            ["after-drain", "--node", "n1", "--drained-at", "2999-01-01T00:00:00Z"],
+            "is in the future",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(argv: list[str], message: str) -> None:
@@ -179,6 +185,116 @@ def test_paths_after_the_separator_replace_the_default_suites(tmp_path: Path) ->
     args = cli.pytest_args_for(ns, [str(suite)], clouds=1)
     assert str(cli.SUITES_DIR) not in args
     assert args[-1] == str(suite)
+
+
+@pytest.mark.parametrize(
+    "pytest_args",
+    [
+        ["--junitxml", "out/junit.xml"],
+        ["--junit-xml=out/junit.xml"],
+        ["--log-file", "out/junit.xml"],
+        ["-c", "out/junit.xml"],
+        ["--basetemp", "out"],
+        ["-k", "out"],
+        ["-kout"],
+        ["-m", "out", "-x"],
+        ["-pno:randomly", "-p", "no:cacheprovider"],
+        ["--deselect", "out/junit.xml::test_a"],
+        ["--ignore", "out", "-o", "log_cli=true"],
+        ["--clouds", "out", "--run-id", "r-1", "-n", "2"],
+        ["--my-conftest-flag", "out"],  # unknown: the word after it is taken for its value
+    ],
+)
+def test_option_values_are_not_test_paths_even_when_they_exist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pytest_args: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "junit.xml").write_text("<testsuites/>")
+    assert cli.parse_pytest_args(pytest_args).paths == ()
+    ns = cli.build_parser().parse_args(["run"])
+    assert str(cli.SUITES_DIR) in cli.pytest_args_for(ns, pytest_args, clouds=1)
+
+
+@pytest.mark.parametrize(
+    ("pytest_args", "paths"),
+    [
+        (["tests/test_x.py"], ("tests/test_x.py",)),
+        (["-x", "tests/test_x.py::test_a", "-k", "a"], ("tests/test_x.py::test_a",)),
+        (["--junitxml=out.xml", "tests"], ("tests",)),
+        (["--my-conftest-flag=1", "tests"], ("tests",)),
+        (["--pyargs", "e2etests.suites"], ("e2etests.suites",)),
+        (["-x", "--", "-odd-name.py"], ("-odd-name.py",)),
+    ],
+)
+def test_test_paths_are_what_pytest_takes_for_positional_arguments(
+    pytest_args: list[str], paths: tuple[str, ...]
+) -> None:
+    assert cli.parse_pytest_args(pytest_args).paths == paths
+
+
+def test_junitxml_and_workers_are_read_by_the_parser() -> None:
+    given = cli.parse_pytest_args(["--junit-xml", "j.xml", "--numprocesses=3"])
+    assert (given.junitxml, given.workers) == (True, True)
+    assert cli.parse_pytest_args(["-k", "a"]).junitxml is False
+
+
+@pytest.mark.parametrize(
+    ("pytest_args", "problem"),
+    [
+        (["--run-id", "bad id!"], "argument --run-id: expected 1-40 letters"),
+        (["--drained-at=soon"], "argument --drained-at: expected an ISO 8601 time"),
+        (["-k"], "argument -k: expected one argument"),
+    ],
+)
+def test_pytest_arguments_pytest_would_refuse_are_one_line_and_exit_2(
+    tmp_path: Path, pytest_args: list[str], problem: str
+) -> None:
+    reports = tmp_path / "reports"
+    ran: list[object] = []
+
+    def fake_pytest(args: list[str], plugins: list[object]) -> int:
+        ran.append(args)
+        return 0
+
+    code, _, err = call(
+        ["run", "--report-dir", str(reports), "--", *pytest_args],
+        environ={},
+        pytest_main=fake_pytest,
+    )
+    assert code == ExitStatus.USAGE_ERROR
+    assert err.count("\n") == 1
+    assert err.startswith(f"e2etests: pytest arguments: {problem}"), err
+    assert "usage:" not in err
+    assert ran == []
+    assert not reports.exists()
+
+
+def test_an_existing_junitxml_does_not_replace_the_suites(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The incident: out/junit.xml from the last run was taken for a test path, the suites were
+    # dropped, and a passing test_*.py in the current folder made the run green.
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(write_clouds(pytester.path, ["alpha"])))
+    monkeypatch.delenv("OS_CLOUD", raising=False)
+    pytester.makepyfile(test_unrelated="def test_ok():\n    pass\n")
+    (pytester.path / "out").mkdir()
+    (pytester.path / "out" / "junit.xml").write_text("<testsuites/>")
+    seen: list[list[str]] = []
+
+    def fake_pytest(args: list[str], plugins: list[object]) -> int:
+        seen.append(args)
+        return 5
+
+    call(
+        ["run", "--report-dir", str(pytester.path / "r"), "--", "--junitxml", "out/junit.xml"],
+        environ={},
+        pytest_main=fake_pytest,
+    )
+    [args] = seen
+    assert str(cli.SUITES_DIR) in args
+    assert args[-2:] == ["--junitxml", "out/junit.xml"]
+    assert args.count("--junitxml") == 1
 
 
 def test_clouds_lists_checks_without_secrets(
@@ -282,10 +398,35 @@ def test_exactly_one_summary_with_two_xdist_workers(
     assert [len(doc["clouds"][c]["checks"]) for c in ("alpha", "beta")] == [2, 2]
 
 
+def test_reading_pytest_arguments_first_leaves_pytest_nothing_to_warn_about(
+    pytester: pytest.Pytester, fleet: Path
+) -> None:
+    # Plugins imported to read the arguments stay imported for pytest.main: imported outside
+    # its assertion rewriter, pytest would warn on every run that it cannot rewrite them.
+    env = {**os.environ, "PYTHONPATH": str(Path(cli.__file__).resolve().parents[1])}
+    args = [sys.executable, "-m", "e2etests", "run", "--report-dir", "reports", "--"]
+    args += [
+        str(fleet),
+        "-p",
+        "no:cacheprovider",
+        "-W",
+        "always::pytest.PytestAssertRewriteWarning",
+    ]
+    proc = subprocess.run(
+        args, env=env, cwd=pytester.path, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == ExitStatus.CHECK_FAILED, proc.stdout + proc.stderr
+    warned = re.findall(r"cannot be rewritten; (\S+)", proc.stdout + proc.stderr)
+    # The wrapper's own package is imported before pytest.main, as it always was.
+    assert set(warned) <= {"e2etests"}, warned
+
+
 def test_parser_accepts_epoch_drained_at() -> None:
-    ns = cli.build_parser().parse_args(["after-drain", "--node", "n1", "--drained-at", "0"])
+    ns = cli.build_parser().parse_args(
+        ["after-drain", "--node", "n1", "--drained-at", "1767225600"]
+    )
     assert isinstance(ns, argparse.Namespace)
-    assert ns.drained_at.year == 1970
+    assert ns.drained_at.isoformat() == "2026-01-01T00:00:00+00:00"
 
 
 def test_docstring_table_matches_exit_statuses() -> None:

@@ -12,6 +12,7 @@ import yaml
 
 from e2etests import config
 from e2etests.errors import ConfigError
+from e2etests.mq.settings import MQSettings
 
 Writer = Callable[[dict[str, object]], pathlib.Path]
 
@@ -129,18 +130,27 @@ def test_secure_yaml_supplies_the_password(
     assert "from-secure" not in repr(target)
 
 
-def test_settings_keep_types_defaults_and_mq_untouched(write_clouds: Writer) -> None:
-    mq = {"rabbitmq": {"url": "http://127.0.0.1:15672", "vhost": "/"}, "queue-min": 1}
-    block = {**GOOD_BLOCK, "network": "private", "boot_timeout": 30, "mq": mq}
-    write_clouds({"a": _cloud(block)})
+def test_settings_keep_types_defaults_and_a_validated_mq_block(write_clouds: Writer) -> None:
+    mq = {"rabbitmq": {"url": "http://127.0.0.1:15672", "username": "m", "password_env": "PW"}}
+    block = {**GOOD_BLOCK, "network": "private", "boot_timeout": 30, "mq": {**mq, "grace": 5}}
+    path = write_clouds({"a": _cloud(block)})
     (target,) = config.load_targets(config_files=[])
     settings = target.settings
     assert settings.network == "private"
     assert settings.boot_timeout == 30.0  # a number, though the SDK's copy holds "30"
     assert settings.delete_timeout == config.CloudSettings.delete_timeout
-    assert dict(settings.mq) == mq
+    assert isinstance(settings.mq, MQSettings)
+    assert settings.mq.where == f"{path}: clouds.a.e2etests.mq"
+    assert settings.mq.grace == 5.0
+    assert settings.mq.rabbitmq is not None
+    assert settings.mq.rabbitmq.username == "m"
     assert settings.quarantine is None
     assert settings.skip is None
+
+
+def test_no_or_an_empty_mq_block_means_no_mq_checks() -> None:
+    assert config.parse_settings(GOOD_BLOCK, source="f", cloud="c").mq is None
+    assert config.parse_settings({**GOOD_BLOCK, "mq": {}}, source="f", cloud="c").mq is None
 
 
 @pytest.mark.parametrize("value", ["none", "None", None])
@@ -160,16 +170,20 @@ def test_quarantine_and_skip_reasons_are_kept() -> None:
     ("block", "key", "problem"),
     [
         (None, "", "missing"),
-        ("flavor", "", "expected a mapping"),
+        ("flavor", "", "expected a mapping, got str"),
         ({"image": "cirros"}, "flavor", "required"),
         ({"flavor": "", "image": "cirros"}, "flavor", "expected a non-empty string"),
         ({**GOOD_BLOCK, "flavour": "x"}, "flavour", "unknown key"),
-        ({**GOOD_BLOCK, "boot_timeout": -1}, "boot_timeout", "expected a positive number"),
-        ({**GOOD_BLOCK, "boot_timeout": True}, "boot_timeout", "expected a positive number"),
-        ({**GOOD_BLOCK, "delete_timeout": "60s"}, "delete_timeout", "expected a positive"),
-        ({**GOOD_BLOCK, "poll_interval": 200}, "poll_interval", "must be shorter"),
+        ({**GOOD_BLOCK, "boot_timeout": -1}, "boot_timeout", "expected a number of seconds"),
+        ({**GOOD_BLOCK, "boot_timeout": True}, "boot_timeout", "expected a number of seconds"),
+        ({**GOOD_BLOCK, "delete_timeout": "60s"}, "delete_timeout", "expected a number"),
+        ({**GOOD_BLOCK, "boot_timeout": 20, "poll_interval": 30}, "poll_interval", "must be"),
         ({**GOOD_BLOCK, "network": 5}, "network", "expected a non-empty string"),
-        ({**GOOD_BLOCK, "mq": ["x"]}, "mq", "expected a mapping"),
+        ({**GOOD_BLOCK, "mq": ["x"]}, "mq", "expected a mapping, got list"),
+        ({**GOOD_BLOCK, "mq": {"graze": 1}}, "mq.graze", "unknown key"),
+        ({**GOOD_BLOCK, "mq": {"grace": "30s"}}, "mq.grace", "expected a number of seconds"),
+        ({**GOOD_BLOCK, "mq": {"canary_deadline": -5}}, "mq.canary_deadline", "expected a"),
+        ({**GOOD_BLOCK, "mq": {"rabbitmq": "str"}}, "mq.rabbitmq", "expected a mapping"),
     ],
 )
 def test_bad_block_is_one_line_naming_file_and_key(

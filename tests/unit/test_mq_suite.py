@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pathlib
+import sys
 
 import pytest
+
+from e2etests.errors import ExitStatus
 
 pytest_plugins = ["pytester"]
 
@@ -51,12 +54,33 @@ def test_a_cloud_without_an_mq_block_skips_every_check_with_a_reason(
     result.stdout.fnmatch_lines(["*plain: no e2etests.mq settings*"])
 
 
-def test_a_bad_mq_block_is_a_one_line_error_naming_the_key(suite: pytest.Pytester) -> None:
+def test_a_bad_mq_block_is_a_usage_error_and_nothing_is_checked(suite: pytest.Pytester) -> None:
+    # A typo in clouds.yaml is the operator's to fix, not a broken cloud: exit 2, not red.
     result = suite.runpytest_subprocess("--clouds", "typo", "-p", "no:cacheprovider")
-    result.assert_outcomes(errors=4)
-    result.stdout.fnmatch_lines(["*clouds.yaml: clouds.typo.e2etests.mq.graze: unknown key*"])
-    assert "Traceback" not in result.stdout.str()
-    assert "hunter2-secret" not in result.stdout.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert not result.parseoutcomes().keys() & {"passed", "failed", "errors", "skipped"}
+    [line] = [x for x in result.stderr.lines if x.strip()]
+    assert line.startswith("ERROR: ")
+    assert line.endswith("clouds.yaml: clouds.typo.e2etests.mq.graze: unknown key"
+                         " (known: canary_deadline, grace, rabbitmq, transport_url_env,"
+                         " transport_url_file)")  # fmt: skip
+    assert "hunter2-secret" not in result.stdout.str() + result.stderr.str()
+
+
+def test_the_wrapper_refuses_a_bad_mq_block_before_running_anything(
+    suite: pytest.Pytester,
+) -> None:
+    reports = suite.path / "reports"
+    proc = suite.run(
+        sys.executable, "-m", "e2etests", "run", "--clouds", "typo", "--report-dir", str(reports)
+    )
+    assert proc.ret == ExitStatus.USAGE_ERROR
+    assert proc.stderr.lines == [
+        f"e2etests: {suite.path / 'clouds.yaml'}: clouds.typo.e2etests.mq.graze: unknown key"
+        " (known: canary_deadline, grace, rabbitmq, transport_url_env, transport_url_file)"
+    ]
+    assert "collected" not in proc.stdout.str()  # pytest never started
+    assert not reports.exists()
 
 
 def test_one_boot_per_cloud_the_canary_only_after_a_drain(suite: pytest.Pytester) -> None:
@@ -66,10 +90,8 @@ def test_one_boot_per_cloud_the_canary_only_after_a_drain(suite: pytest.Pytester
     nightly = suite.runpytest_subprocess(*args)
     nightly.assert_outcomes(failed=1, skipped=1)
     nightly.stdout.fnmatch_lines(["FAILED test_lifecycle.py::test_lifecycle*"])
-    nightly.stdout.fnmatch_lines(
-        ["*good: the lifecycle check boots; mq.canary boots after a drain"]
-    )
+    nightly.stdout.fnmatch_lines(["*good: the lifecycle check boots this cloud in this run"])
     drained = suite.runpytest_subprocess(*args, "--drained-at", "2026-01-01T00:00:00Z")
     drained.assert_outcomes(failed=1, skipped=1)
     drained.stdout.fnmatch_lines(["FAILED test_mq.py::test_canary_boot*"])
-    drained.stdout.fnmatch_lines(["*after a drain, mq.canary runs the lifecycle check"])
+    drained.stdout.fnmatch_lines(["*good: mq.canary boots this cloud in this run"])

@@ -164,14 +164,97 @@ def test_crash_message_falls_back_to_the_last_line_of_a_string() -> None:
 
 
 def _cloud(name: str, *outcomes: Literal["passed", "failed", "error", "skipped"]) -> CloudResult:
-    checks = tuple(CheckResult(name, f"c{i}", o) for i, o in enumerate(outcomes))
+    # The first check is the boot (lifecycle); the others are MQ checks.
+    names = ["lifecycle", *(f"mq.c{i}" for i in range(1, len(outcomes)))]
+    checks = tuple(CheckResult(name, n, o) for n, o in zip(names, outcomes, strict=True))
     return CloudResult(name, cloud_verdict(checks), checks)
 
 
 def test_cloud_verdicts() -> None:
     assert _cloud("a", "passed", "skipped").verdict == "passed"
     assert _cloud("a", "passed", "error").verdict == "failed"
-    assert _cloud("a", "skipped").verdict == "skipped"
+    assert _cloud("a", "skipped").verdict == "unchecked"
+
+
+def _check(check: str, outcome: str, **kw: str) -> CheckResult:
+    return CheckResult("a", check, outcome, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("checks", "verdict"),
+    [
+        # every check passed, but none of them booted a server (-k heartbeats)
+        ([_check("mq.heartbeats", "passed")], "unchecked"),
+        # the boot moved to the canary: the lifecycle test skipped
+        ([_check("lifecycle", "skipped"), _check("mq.canary", "passed")], "passed"),
+        # both boot checks skipped or deselected: never green
+        ([_check("lifecycle", "skipped"), _check("mq.heartbeats", "passed")], "unchecked"),
+        ([_check("lifecycle", "skipped", config_skip="maintenance")], "skipped"),
+        ([_check("lifecycle", "quarantined", quarantine="flaky", culprit="x")], "quarantined"),
+        ([_check("lifecycle", "passed", quarantine="flaky")], "passed"),
+        ([_check("lifecycle", "failed", quarantine="flaky", leak="404 never")], "failed"),
+    ],
+)
+def test_a_cloud_is_green_only_when_its_boot_was_checked(
+    checks: list[CheckResult], verdict: str
+) -> None:
+    assert cloud_verdict(checks) == verdict
+
+
+def test_an_unchecked_cloud_says_why_and_gates() -> None:
+    checks = (_check("lifecycle", "skipped", reason="after a drain, mq.canary boots"),)
+    cloud = CloudResult("a", cloud_verdict(checks), checks)
+    assert cloud.gates
+    assert cloud.culprit == (
+        "not checked: no check booted a server "
+        "(lifecycle skipped: after a drain, mq.canary boots; mq.canary not selected)"
+    )
+    assert exit_status_for(pytest.ExitCode.OK, [cloud]) is ExitStatus.CHECK_FAILED
+
+
+def test_a_run_that_checked_nothing_is_not_green() -> None:
+    skipped = (_check("lifecycle", "skipped", config_skip="maintenance"),)
+    cloud = CloudResult("a", cloud_verdict(skipped), skipped)
+    assert cloud.culprit == "skipped by config: maintenance"
+    assert not cloud.gates
+    assert exit_status_for(pytest.ExitCode.OK, [cloud]) is ExitStatus.CHECK_FAILED
+    green = _cloud("b", "passed")
+    assert exit_status_for(pytest.ExitCode.OK, [cloud, green]) is ExitStatus.OK
+
+
+def test_a_leak_fails_the_check_even_when_quarantined() -> None:
+    props: list[tuple[str, object]] = [
+        ("e2e_quarantine", "flaky"),
+        ("e2e_leak", "server s1 still ACTIVE 60 s after delete"),
+    ]
+    # pytest reports a quarantined (xfail) cloud's passing test as XPASS: outcome "passed".
+    reports = full("t::x", "a", "mq.canary", props=props)
+    for r in reports:
+        r.wasxfail = "flaky"
+    [check] = build_checks(reports)
+    assert check.outcome == "failed"
+    assert check.culprit == "server s1 still ACTIVE 60 s after delete"
+    run = build_run_result(reports, pytest_exit=0, started_at=T0, duration=1.0)
+    assert run.exit_status is ExitStatus.CHECK_FAILED
+
+
+def test_results_of_no_cloud_are_never_part_of_a_verdict() -> None:
+    reports = [report("test_other.py::test_ok", "call", "passed")]
+    run = build_run_result(reports, pytest_exit=0, started_at=T0, duration=1.0)
+    assert run.clouds == ()
+    assert run.exit_status is ExitStatus.HARNESS_ERROR
+    assert run.harness_errors == (
+        "1 test checked no cloud, ignored in the verdict: test_other.py::test_ok",
+    )
+
+
+def test_an_unreachable_cloud_is_one_line_for_the_cloud() -> None:
+    line = "cannot connect: keystone at http://192.0.2.1:5000/v3 is unreachable"
+    checks = (
+        _check("lifecycle", "failed", culprit="lifecycle: " + line, unreachable=line),
+        _check("mq.consumers", "failed", culprit="Failed: a: " + line, unreachable=line),
+    )
+    assert CloudResult("a", cloud_verdict(checks), checks).culprit == line
 
 
 @pytest.mark.parametrize(

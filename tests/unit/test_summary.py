@@ -63,7 +63,7 @@ def test_text_names_verdict_node_and_culprit() -> None:
     lines = text.splitlines()
     assert lines[0] == "RED after draining worker-3: 1 of 2 clouds failed (42.0 s)"
     assert "FAIL  b  mq.consumers: queue compute.mc-compute1 has 0 consumers" in text
-    assert lines[-1] == "exit 1: a check failed"
+    assert lines[-1] == "exit 1: a check failed or a cloud was not verified"
 
 
 def test_text_stays_one_screen_for_a_big_fleet() -> None:
@@ -100,7 +100,14 @@ def test_json_has_what_upgrade_tooling_reads() -> None:
         "duration": 42.0,
         "run_id": "r1",
     }
-    assert doc["counts"] == {"clouds": 2, "passed": 1, "failed": 1, "skipped": 0}
+    assert doc["counts"] == {
+        "clouds": 2,
+        "passed": 1,
+        "failed": 1,
+        "unchecked": 0,
+        "quarantined": 0,
+        "skipped": 0,
+    }
     assert doc["clouds"]["a"]["phases"] == {"lifecycle": {"boot": 2.31, "delete": 0.9}}
     assert doc["clouds"]["b"]["failed_checks"] == [
         {
@@ -129,3 +136,26 @@ def test_prometheus_textfile_is_well_formed_and_labelled_by_cloud() -> None:
     # every family is declared once, before its samples
     types = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
     assert len(types) == len(set(types))
+
+
+def test_a_cloud_nothing_verified_is_named_and_never_passed() -> None:
+    unchecked = cloud("a", CheckResult("a", "mq.heartbeats", "passed"))
+    text = render_text(run_of(green("b"), unchecked, status=ExitStatus.CHECK_FAILED))
+    lines = text.splitlines()
+    assert lines[0] == "RED after draining worker-3: 1 of 2 clouds not checked (42.0 s)"
+    assert "  NONE  a  not checked: no check booted a server (lifecycle not selected; " in text
+    assert "  ok    b" in text
+
+
+def test_skipped_by_config_is_said_and_a_run_of_only_skips_is_red() -> None:
+    skipped = cloud("a", CheckResult("a", "lifecycle", "skipped", config_skip="maintenance"))
+    text = render_text(run_of(skipped, status=ExitStatus.CHECK_FAILED))
+    assert text.splitlines()[0] == (
+        "RED after draining worker-3: no cloud was checked (1 skipped by config) (42.0 s)"
+    )
+    assert "skipped by config:  a" in text
+    assert "passed" not in text.splitlines()[0]
+    mixed = render_text(run_of(green("b"), skipped))
+    assert mixed.splitlines()[0] == (
+        "GREEN after draining worker-3: 1 of 2 clouds passed (1 skipped by config) (42.0 s)"
+    )
