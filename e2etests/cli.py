@@ -32,7 +32,7 @@ import e2etests
 from e2etests import config, reports, slack, summary
 from e2etests.errors import ConfigError, ExitStatus
 from e2etests.options import new_run_id, parse_drained_at, parse_run_id
-from e2etests.redact import add_secrets, message, redact
+from e2etests.redact import add_secrets, message, redact, redact_tree
 from e2etests.results import ResultCollector, RunResult
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
@@ -343,7 +343,7 @@ def _run(
         # Upgrade tooling reads the JSON; a green exit must not sit next to a stale report.
         status = ExitStatus.HARNESS_ERROR if status == ExitStatus.OK else status
     run = _with_status(run, status)
-    out.write("\n" + summary.render_text(run))
+    out.write("\n" + summary.render_text(redact_tree(run)))
     out.flush()
     slack.publish(run, slack_options, out=out, err=err, environ=environ)
     return status

@@ -526,7 +526,14 @@ def select_targets(
 
 
 class CloudUnavailable(Exception):
-    """The cloud cannot be used: unreachable, or it refused the credentials. One line."""
+    """The cloud cannot be used: unreachable, or it refused the credentials. One line.
+
+    ``misconfigured``: Keystone refused the credentials of the cloud's entry (HTTP 401).
+    """
+
+    def __init__(self, line: str, *, misconfigured: bool = False) -> None:
+        super().__init__(line)
+        self.misconfigured = misconfigured
 
 
 def connect(
@@ -539,7 +546,8 @@ def connect(
         retry.idempotent(sleep, label=target.id)(conn.session.get_token)
     except Exception as exc:
         raise CloudUnavailable(
-            f"{target.id}: cannot connect: {_connect_error(exc, target)}"
+            f"{target.id}: cannot connect: {_connect_error(exc, target)}",
+            misconfigured=isinstance(exc, keystoneauth1.exceptions.Unauthorized),
         ) from None
     return conn
 

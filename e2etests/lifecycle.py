@@ -102,12 +102,19 @@ def server_name(run_prefix: str, cloud_slug: str) -> str:
 
 
 class CheckFailed(Exception):
-    """A check failed; ``culprit`` is one line, ``evidence`` a few more."""
+    """A check failed; ``culprit`` is one line, ``evidence`` a few more.
 
-    def __init__(self, culprit: str, evidence: Sequence[str] = ()) -> None:
+    ``misconfigured``: the cause is the cloud's entry in clouds.yaml (a flavor that does not
+    exist, credentials Keystone refuses), the operator's to fix, not a broken cloud.
+    """
+
+    def __init__(
+        self, culprit: str, evidence: Sequence[str] = (), *, misconfigured: bool = False
+    ) -> None:
         super().__init__(culprit)
         self.culprit = culprit
         self.evidence = list(evidence)
+        self.misconfigured = misconfigured
 
     def __str__(self) -> str:
         return "\n".join([self.culprit, *self.evidence])
@@ -343,10 +350,13 @@ class Lifecycle:
     def _one(self, kind: str, wanted: str, find: Callable[[], list[Any]]) -> Any:
         found = self._retry(find)
         if not found:
-            raise CheckFailed(f"{self.cloud}: {kind} {wanted!r} not found (e2etests.{kind})")
+            raise CheckFailed(
+                f"{self.cloud}: {kind} {wanted!r} not found (e2etests.{kind})", misconfigured=True
+            )
         if len(found) > 1:
             raise CheckFailed(
-                f"{self.cloud}: {kind} {wanted!r} is ambiguous ({len(found)} match; use its id)"
+                f"{self.cloud}: {kind} {wanted!r} is ambiguous ({len(found)} match; use its id)",
+                misconfigured=True,
             )
         return found[0]
 

@@ -317,6 +317,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 class Unreachable(pytest.fail.Exception):  # type: ignore[name-defined,misc]
     """The test failed because its cloud cannot be used: reported for the cloud, not the check."""
 
+    misconfigured = False
+
 
 def unreachable_line(reason: str, target_id: str) -> str:
     """``reason`` without the cloud's id in front: the summary shows the cloud already."""
@@ -333,8 +335,11 @@ def pytest_runtest_makereport(
         return report
     if call.excinfo is not None and isinstance(call.excinfo.value, Unreachable):
         line = unreachable_line(str(call.excinfo.value.msg), target.id)
-        item.user_properties.append((Prop.UNREACHABLE, line))
-        report.user_properties.append((Prop.UNREACHABLE, line))
+        found: list[tuple[str, object]] = [(Prop.UNREACHABLE, line)]
+        if call.excinfo.value.misconfigured:
+            found.append((Prop.MISCONFIGURED, True))
+        item.user_properties.extend(found)
+        report.user_properties.extend(found)
     leak = next((str(v) for k, v in report.user_properties if k == Prop.LEAK), None)
     if leak is not None and not item.stash.get(_LEAK_SHOWN_KEY, False):
         item.stash[_LEAK_SHOWN_KEY] = True  # one failed report per leak, not one per phase
@@ -361,7 +366,7 @@ class Cloud:
     def __init__(self, target: CloudTarget) -> None:
         self.target = target
         self._conn: openstack.connection.Connection | None = None
-        self._error: str | None = None
+        self._error: e2e_config.CloudUnavailable | None = None
         self._lock = threading.Lock()  # checks started ahead connect from their threads
 
     def __repr__(self) -> str:
@@ -393,8 +398,10 @@ class Cloud:
         try:
             return self.connect()
         except e2e_config.CloudUnavailable as exc:
-            reason = str(exc)
-        raise Unreachable(reason, pytrace=False)
+            error = exc
+        unreachable = Unreachable(str(error), pytrace=False)
+        unreachable.misconfigured = error.misconfigured
+        raise unreachable
 
     def connect(self) -> openstack.connection.Connection:
         """``conn`` outside a test: raises ``CloudUnavailable`` with the one-line reason."""
@@ -403,9 +410,11 @@ class Cloud:
                 try:
                     self._conn = e2e_config.connect(self.target)
                 except e2e_config.CloudUnavailable as exc:
-                    self._error = str(exc)
+                    self._error = exc
             if self._error is not None:
-                raise e2e_config.CloudUnavailable(self._error)
+                raise e2e_config.CloudUnavailable(
+                    str(self._error), misconfigured=self._error.misconfigured
+                )
             assert self._conn is not None
             return self._conn
 
@@ -496,6 +505,10 @@ class E2EReport:
     def unreachable(self, line: str) -> None:
         """Record that the cloud itself cannot be used (one line for the cloud)."""
         self._set(Prop.UNREACHABLE, redact_line(line))
+
+    def misconfigured(self) -> None:
+        """Record that the failure is the cloud's clouds.yaml entry: exit 2, not a red cloud."""
+        self._set(Prop.MISCONFIGURED, True)
 
     def fail(self, line: str, evidence: Sequence[str] = ()) -> NoReturn:
         """Record culprit and evidence, then fail the test with them (no traceback).

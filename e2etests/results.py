@@ -50,6 +50,8 @@ class Prop:
     UNREACHABLE = "e2e_unreachable"  #: the cloud itself cannot be used (keystone), one line
     CONFIG_SKIP = "e2e_config_skip"  #: the cloud is skipped by config: the reason
     QUARANTINE = "e2e_quarantine"  #: the cloud is quarantined by config: the reason
+    #: the failure is the cloud's entry in clouds.yaml (flavor not found, credentials refused)
+    MISCONFIGURED = "e2e_misconfigured"
 
 
 # Bounds that keep one chatty check from flooding every report built from it.
@@ -80,6 +82,8 @@ class CheckResult:
     config_skip: str | None = None
     #: the cloud's ``quarantine:`` reason, when config quarantined it
     quarantine: str | None = None
+    #: the failure is the cloud's clouds.yaml entry, the operator's to fix (exit 2)
+    misconfigured: bool = False
 
     @property
     def ok(self) -> bool:
@@ -115,6 +119,12 @@ class CloudResult:
     def gates(self) -> bool:
         """Whether this cloud stops the roll: it failed, or nothing verified it."""
         return self.verdict in ("failed", "unchecked")
+
+    @property
+    def misconfigured(self) -> bool:
+        """It failed, and every failure is its clouds.yaml entry, not the cloud itself."""
+        failed = self.failed_checks
+        return self.verdict == "failed" and all(c.misconfigured for c in failed)
 
     @property
     def culprit(self) -> str:
@@ -331,6 +341,9 @@ class _TestAccumulator:
             unreachable=self._line(Prop.UNREACHABLE),
             config_skip=self._line(Prop.CONFIG_SKIP),
             quarantine=self._line(Prop.QUARANTINE),
+            misconfigured=outcome in ("failed", "error")
+            and leak is None
+            and bool(self.props.get(Prop.MISCONFIGURED)),
         )
 
     def _line(self, key: str) -> str | None:
@@ -394,7 +407,13 @@ def exit_status_for(
     if code == pytest.ExitCode.NO_TESTS_COLLECTED or not clouds:
         # Nothing was verified: that must never read as green.
         return ExitStatus.HARNESS_ERROR
-    if any(c.gates for c in clouds) or not any(c.verdict == "passed" for c in clouds):
+    if any(c.gates and not c.misconfigured for c in clouds):
+        return ExitStatus.CHECK_FAILED
+    if any(c.misconfigured for c in clouds):
+        # Only clouds.yaml entries are wrong (a flavor that does not exist, a refused
+        # password): the operator's input, not a broken cloud. Still never green.
+        return ExitStatus.USAGE_ERROR
+    if not any(c.verdict == "passed" for c in clouds):
         # A run in which no cloud passed (all skipped by config, say) checked nothing.
         return ExitStatus.CHECK_FAILED
     if code == pytest.ExitCode.TESTS_FAILED:

@@ -44,7 +44,10 @@ def headline(run: RunResult) -> str:
     passed = len(run.passed_clouds)
     where = f" after draining {run.node}" if run.node else ""
     of_total = f" of {total} cloud{'s' if total != 1 else ''}"
-    if run.verdict == "error":
+    misconfigured = sum(c.misconfigured for c in run.clouds)
+    if run.exit_status == ExitStatus.USAGE_ERROR and misconfigured:
+        what = f"{misconfigured}{of_total} misconfigured in clouds.yaml"
+    elif run.verdict == "error":
         what = "the harness could not run"
     elif failed:
         what = f"{failed}{of_total} failed" + (f", {unchecked} not checked" if unchecked else "")
@@ -129,6 +132,8 @@ def to_json(run: RunResult) -> dict[str, Any]:
         clouds[cloud.cloud] = {
             "verdict": cloud.verdict,
             "culprit": None if cloud.verdict == "passed" else cloud.culprit,
+            # The failure is the cloud's clouds.yaml entry (the operator's to fix), not the cloud.
+            "misconfigured": cloud.misconfigured,
             "failed_checks": [
                 {
                     "check": c.check,

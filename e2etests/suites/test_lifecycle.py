@@ -43,7 +43,8 @@ def lifecycle_job(
             conn = cloud.connect()
         except CloudUnavailable as exc:
             seconds = time.monotonic() - started
-            return Outcome({}, seconds, CheckFailed(str(exc)), unreachable=str(exc))
+            refused = CheckFailed(str(exc), misconfigured=exc.misconfigured)
+            return Outcome({}, seconds, refused, unreachable=str(exc))
         check = Lifecycle(
             conn,
             cloud.settings,
@@ -86,6 +87,8 @@ def test_lifecycle(cloud: Cloud, e2e_ahead: Callable[[], object], e2e_report: E2
         e2e_report.leak(outcome.cleanup_error)
     cleanup = [f"cleanup failed: {outcome.cleanup_error}"] if outcome.cleanup_error else []
     if outcome.failure is not None:
+        if outcome.failure.misconfigured:
+            e2e_report.misconfigured()
         e2e_report.fail(outcome.failure.culprit, [*outcome.failure.evidence, *cleanup])
     if cleanup:
         e2e_report.fail(f"{cloud.id}: {cleanup[0]}")

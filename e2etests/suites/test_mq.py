@@ -59,6 +59,8 @@ def _or_fail(action: Callable[[], T], report: E2EReport) -> T:
         return action()
     except CheckError as exc:
         message = str(exc)
+        if exc.misconfigured:
+            report.misconfigured()
     # Failing outside the except block keeps "during handling of..." out of the report.
     report.fail(message)
 
@@ -135,6 +137,8 @@ def test_canary_boot(
     if failure is not None:
         last = check.transitions[-1] if check.transitions else None
         if last is None or last.status not in ("BUILD", "ERROR") or check.server_id is None:
+            if failure.misconfigured:
+                e2e_report.misconfigured()
             e2e_report.fail(failure.culprit, failure.evidence)
         canary = CanaryObs(
             server_id=check.server_id,

@@ -192,7 +192,25 @@ def test_a_broken_cloud_fails_alone_with_one_line(
     assert cases["zz-missing-flavor"]["e2e_culprit"] == (
         "zz-missing-flavor: flavor 'no-such-flavor' not found (e2etests.flavor)"
     )
+    # Through the wrapper, clouds whose only failures are their clouds.yaml entries are a
+    # configuration error (exit 2), never green, each named on its own line.
+    reports = str(tmp_path / "reports")
+    wrapper = subprocess.run(
+        [sys.executable, "-m", "e2etests", "run", "--clouds", "zz-*", "--report-dir", reports],
+        cwd=ROOT,
+        env=_env(clouds_yaml),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert wrapper.returncode == 2, wrapper.stdout + wrapper.stderr
+    lines = wrapper.stdout.splitlines()
+    assert "exit 2: usage or configuration error" in lines
+    assert any("zz-missing-flavor" in x and "not found (e2etests.flavor)" in x for x in lines)
+    assert any("zz-wrong-login" in x and "rejected the credentials" in x for x in lines)
     output = proc.stdout + proc.stderr + "".join(str(c) for c in cases.values())
+    output += wrapper.stdout + wrapper.stderr
     assert wrong not in output
     assert real_password not in output
 

@@ -297,3 +297,45 @@ def test_the_summary_line_names_the_cause_not_the_stuck_boot() -> None:
         == "mq.consumers: queue compute.h1 has 0 consumers: nova-compute (+1 more failed check)"
     )
     assert [c.check for c in cloud.failed_checks] == ["mq.consumers", "lifecycle"]
+
+
+def _misconfigured(cloud: str) -> list[pytest.TestReport]:
+    culprit = f"{cloud}: flavor 'nope' not found (e2etests.flavor)"
+    props: list[tuple[str, object]] = [("e2e_misconfigured", True), ("e2e_culprit", culprit)]
+    return full(f"t::lc[{cloud}]", cloud, "lifecycle", call="failed", props=props)
+
+
+def test_a_cloud_whose_only_failure_is_its_clouds_yaml_entry_is_a_usage_error() -> None:
+    # A missing flavor or a refused password is the operator's input: exit 2, never green.
+    reports = [*_misconfigured("a"), *full("t::lc[b]", "b", "lifecycle")]
+    run = build_run_result(reports, pytest_exit=1, started_at=T0, duration=1.0)
+    assert [c.verdict for c in run.clouds] == ["failed", "passed"]
+    assert run.clouds[0].misconfigured
+    assert run.clouds[0].culprit == "lifecycle: a: flavor 'nope' not found (e2etests.flavor)"
+    assert run.exit_status is ExitStatus.USAGE_ERROR
+
+
+def test_a_broken_cloud_beside_a_misconfigured_one_is_a_failed_check() -> None:
+    broken = full("t::lc[b]", "b", "lifecycle", call="failed", longrepr=Crash("b: stuck in BUILD"))
+    run = build_run_result(
+        [*_misconfigured("a"), *broken], pytest_exit=1, started_at=T0, duration=1.0
+    )
+    assert run.exit_status is ExitStatus.CHECK_FAILED
+
+
+def test_a_leak_is_never_forgiven_as_a_configuration_error() -> None:
+    props: list[tuple[str, object]] = [
+        ("e2e_misconfigured", True),
+        ("e2e_leak", "server s1 still ACTIVE 60 s after delete"),
+    ]
+    reports = full("t::lc[a]", "a", "lifecycle", call="failed", props=props)
+    run = build_run_result(reports, pytest_exit=1, started_at=T0, duration=1.0)
+    assert not run.clouds[0].misconfigured
+    assert run.exit_status is ExitStatus.CHECK_FAILED
+
+
+def test_one_real_failure_among_misconfigured_checks_of_a_cloud_is_red() -> None:
+    red = full("t::hb[a]", "a", "mq.heartbeats", call="failed", longrepr=Crash("nova-compute"))
+    run = build_run_result([*_misconfigured("a"), *red], pytest_exit=1, started_at=T0, duration=1.0)
+    assert not run.clouds[0].misconfigured
+    assert run.exit_status is ExitStatus.CHECK_FAILED

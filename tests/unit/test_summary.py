@@ -159,3 +159,23 @@ def test_skipped_by_config_is_said_and_a_run_of_only_skips_is_red() -> None:
     assert mixed.splitlines()[0] == (
         "GREEN after draining worker-3: 1 of 2 clouds passed (1 skipped by config) (42.0 s)"
     )
+
+
+def test_a_run_refused_for_a_clouds_yaml_entry_says_so_not_harness_error() -> None:
+    wrong = cloud(
+        "c2",
+        CheckResult(
+            "c2", "lifecycle", "failed", culprit="c2: flavor 'x' not found (e2etests.flavor)",
+            misconfigured=True,
+        ),
+    )  # fmt: skip
+    lines = render_text(run_of(green("c1"), wrong, status=ExitStatus.USAGE_ERROR)).splitlines()
+    assert (
+        lines[0]
+        == "ERROR after draining worker-3: 1 of 2 clouds misconfigured in clouds.yaml (42.0 s)"
+    )
+    assert "c2: flavor 'x' not found (e2etests.flavor)" in "\n".join(lines)
+    assert lines[-1] == "exit 2: usage or configuration error"
+    doc = to_json(run_of(green("c1"), wrong, status=ExitStatus.USAGE_ERROR))
+    assert doc["clouds"]["c2"]["misconfigured"] is True
+    assert doc["clouds"]["c1"]["misconfigured"] is False
