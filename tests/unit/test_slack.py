@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from e2etests import slack
+from e2etests import history, slack
 from e2etests.errors import ExitStatus
 from e2etests.results import CheckResult, CloudResult, RunResult, cloud_verdict
 
@@ -180,7 +180,7 @@ def test_plan_red_run_posts_summary_and_thread() -> None:
 def test_plan_green_only_on_failure_posts_nothing_unless_it_recovers() -> None:
     green = fleet(3, 0)
     assert slack.plan(green, options(only_on_failure=True), None) == []
-    was_red = slack.PreviousRun("failed", "2026-01-01T00:00:00Z", ("broken-000",))
+    was_red = history.PreviousRun("failed", "2026-01-01T00:00:00Z", ("broken-000",))
     [notice] = slack.plan(green, options(only_on_failure=True), was_red)
     assert notice.replies == ()
     assert "RECOVERED" in notice.summary.text
@@ -190,26 +190,9 @@ def test_plan_green_only_on_failure_posts_nothing_unless_it_recovers() -> None:
 
 
 def test_plan_green_without_only_on_failure_marks_the_recovery_in_the_summary() -> None:
-    was_red = slack.PreviousRun("failed")
+    was_red = history.PreviousRun("failed")
     [payload] = slack.plan(fleet(3, 0), options(), was_red)
     assert "RECOVERED" in payload.summary.blocks[0]["text"]["text"]
-
-
-def test_state_round_trip_remembers_since_when_it_is_red(tmp_path: Path) -> None:
-    path = tmp_path / "state.json"
-    assert slack.load_state(path) is None
-    slack.save_state(path, fleet(1, 1), None)
-    first = slack.load_state(path)
-    assert first is not None
-    assert first.verdict == "failed"
-    assert first.failed_clouds == ("broken-000",)
-    later = RunResult(T0 + dt.timedelta(hours=1), 1.0, fleet(1, 1).clouds, ExitStatus.CHECK_FAILED)
-    slack.save_state(path, later, first)
-    second = slack.load_state(path)
-    assert second is not None
-    assert second.at == first.at
-    path.write_text("{not json")
-    assert slack.load_state(path) is None
 
 
 def test_token_comes_from_env_then_file(tmp_path: Path) -> None:
