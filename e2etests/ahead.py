@@ -16,11 +16,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from typing import Any
 
-import pytest
-
-__all__ = ["Ahead", "Job", "queued_items"]
+__all__ = ["Ahead", "Job"]
 
 #: Runs one check in a worker thread; returns when the check and its cleanup are done.
 Job = Callable[[threading.Event], object]
@@ -93,38 +90,3 @@ class Ahead:
             error = future.exception()
             unread.append((key, error if error is not None else future.result()))
         return unread
-
-
-def queued_items(item: pytest.Item) -> list[pytest.Item]:
-    """The items this process will run after ``item``, as far as it knows now."""
-    session = item.session
-    queue = _xdist_queue(item.config)
-    if queue is None:
-        try:
-            index = session.items.index(item)
-        except ValueError:
-            return []
-        return session.items[index + 1 :]
-    return [session.items[i] for i in queue if 0 <= i < len(session.items)]
-
-
-def _xdist_queue(config: pytest.Config) -> list[int] | None:
-    """Indices an xdist worker has received but not run yet; None outside a worker.
-
-    pytest-xdist has no public view of a worker's queue; this reads its worker object
-    (``nextitem_index`` and the ``torun`` queue, pytest-xdist 3.x). Anything unexpected
-    gives an empty list: checks then simply run when their items do.
-    """
-    if not hasattr(config, "workerinput"):
-        return None
-    for plugin in config.pluginmanager.get_plugins():
-        torun: Any = getattr(plugin, "torun", None)
-        if torun is None or not hasattr(plugin, "nextitem_index"):
-            continue
-        try:
-            with torun.lock() as pending:
-                indices = list(pending)
-        except (AttributeError, TypeError):
-            return []
-        return [i for i in [plugin.nextitem_index, *indices] if type(i) is int]
-    return []

@@ -30,10 +30,11 @@ import pytest
 
 import e2etests
 from e2etests import config, reports, slack, summary
+from e2etests.collector import ResultCollector
 from e2etests.errors import ConfigError, ExitStatus
 from e2etests.options import new_run_id, parse_drained_at, parse_run_id
 from e2etests.redact import add_secrets, message, redact, redact_tree
-from e2etests.results import ResultCollector, RunResult
+from e2etests.results import RunResult
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 #: The suites a drain can break: VM lifecycle and the message-queue checks.

@@ -56,7 +56,7 @@ import yaml
 from openstack.config.cloud_region import CloudRegion
 
 from e2etests import retry
-from e2etests.errors import ConfigError, found, mapping, reject_unknown, seconds, text
+from e2etests.errors import ConfigError, CouldNotRun, found, mapping, reject_unknown, seconds, text
 from e2etests.mq.settings import MQSettings, parse_mq_settings, url_passwords
 from e2etests.redact import add_secrets, message
 
@@ -525,15 +525,11 @@ def select_targets(
     return chosen
 
 
-class CloudUnavailable(Exception):
+class CloudUnavailable(CouldNotRun):
     """The cloud cannot be used: unreachable, or it refused the credentials. One line.
 
     ``misconfigured``: Keystone refused the credentials of the cloud's entry (HTTP 401).
     """
-
-    def __init__(self, line: str, *, misconfigured: bool = False) -> None:
-        super().__init__(line)
-        self.misconfigured = misconfigured
 
 
 def connect(

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 __all__ = [
+    "CheckFailed",
     "ConfigError",
+    "CouldNotRun",
+    "E2EError",
     "ExitStatus",
     "found",
     "mapping",
@@ -32,8 +35,52 @@ class ExitStatus(enum.IntEnum):
     HARNESS_ERROR = 3
 
 
-class ConfigError(Exception):
+class E2EError(Exception):
+    """Every error the harness words itself: the message is one line, free of secrets.
+
+    ``transient``: a restarting API or broker would give the same error, so a caller inside a
+    grace window may wait and look again. ``misconfigured``: the operator's settings are at
+    fault (a key of clouds.yaml, credentials, a RabbitMQ user's tags), named in the message.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False, misconfigured: bool = False):
+        super().__init__(message)
+        self.transient = transient
+        self.misconfigured = misconfigured
+
+
+class ConfigError(E2EError):
     """Bad configuration; the message is one line naming the file and key at fault."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, misconfigured=True)
+
+
+class CouldNotRun(E2EError):
+    """A check could not look at the cloud: no verdict on it (unreachable, refused, missing)."""
+
+
+class CheckFailed(E2EError):
+    """A check found a problem with the cloud: ``culprit`` one line, ``evidence`` a few more.
+
+    ``fault``: Nova's fault of the server, one line with its code, when it had one.
+    """
+
+    def __init__(
+        self,
+        culprit: str,
+        evidence: Sequence[str] = (),
+        *,
+        misconfigured: bool = False,
+        fault: str | None = None,
+    ) -> None:
+        super().__init__(culprit, misconfigured=misconfigured)
+        self.culprit = culprit
+        self.evidence = list(evidence)
+        self.fault = fault
+
+    def __str__(self) -> str:
+        return "\n".join([self.culprit, *self.evidence])
 
 
 def found(value: object) -> str:

@@ -48,6 +48,7 @@ from openstack.network.v2.network import Network
 
 from e2etests import retry, waiting
 from e2etests.config import CloudSettings
+from e2etests.errors import CheckFailed
 from e2etests.redact import message
 from e2etests.waiting import Deadline
 
@@ -99,25 +100,6 @@ def run_prefix(run_id: str) -> str:
 def server_name(run_prefix: str, cloud_slug: str) -> str:
     """The lifecycle server's name: unique to the run and the cloud."""
     return f"{run_prefix}{cloud_slug}-lc"
-
-
-class CheckFailed(Exception):
-    """A check failed; ``culprit`` is one line, ``evidence`` a few more.
-
-    ``misconfigured``: the cause is the cloud's entry in clouds.yaml (a flavor that does not
-    exist, credentials Keystone refuses), the operator's to fix, not a broken cloud.
-    """
-
-    def __init__(
-        self, culprit: str, evidence: Sequence[str] = (), *, misconfigured: bool = False
-    ) -> None:
-        super().__init__(culprit)
-        self.culprit = culprit
-        self.evidence = list(evidence)
-        self.misconfigured = misconfigured
-
-    def __str__(self) -> str:
-        return "\n".join([self.culprit, *self.evidence])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,7 +183,7 @@ def describe_server_failure(
     ids = list(dict.fromkeys(request_ids))
     if ids:
         evidence.append("request ids: " + ", ".join(ids))
-    return CheckFailed(culprit, evidence)
+    return CheckFailed(culprit, evidence, fault=fault_text or None)
 
 
 @dataclasses.dataclass

@@ -10,6 +10,8 @@ import datetime as dt
 import re
 import secrets
 
+from e2etests.timestamps import parse_utc
+
 __all__ = ["CLOCK_SKEW", "EARLIEST_DRAIN", "new_run_id", "parse_drained_at", "parse_run_id"]
 
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}")
@@ -31,13 +33,12 @@ def parse_drained_at(value: str, *, now: dt.datetime | None = None) -> dt.dateti
     try:
         when = dt.datetime.fromtimestamp(float(text), tz=dt.UTC)
     except (ValueError, OverflowError, OSError):
-        try:
-            parsed = dt.datetime.fromisoformat(text)
-        except ValueError:
+        parsed = parse_utc(text)
+        if parsed is None:
             raise argparse.ArgumentTypeError(
                 f"expected an ISO 8601 time or epoch seconds, got {value!r}"
             ) from None
-        when = (parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+        when = parsed
     current = now or dt.datetime.now(dt.UTC)
     if when > current + CLOCK_SKEW:
         raise argparse.ArgumentTypeError(

@@ -6,40 +6,42 @@ id as test id, so ``pytest -k cluster42`` runs one cluster. Each parameter carri
 worker and so one connection. Tests marked ``e2e_ahead`` start their checks before their
 turn (see :mod:`e2etests.ahead`), so a worker's clouds boot side by side.
 
-The plugin does nothing until a test asks for ``cloud``: the harness's own unit tests run
-without any clouds.yaml.
+The plugin is wiring only: options, markers, parametrisation over clouds, xdist hooks,
+selection of who boots each cloud, and the reporters' registration. The fixtures live in
+:mod:`e2etests.fixtures`, the checks in :mod:`e2etests.checks`. It does nothing until a test
+asks for ``cloud``: the harness's own unit tests run without any clouds.yaml.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
 import signal
 import sys
 import threading
 import types
 import warnings
-from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from typing import Any, NoReturn
+from collections.abc import Callable, Generator, Mapping, Sequence
+from typing import Any
 
-import openstack.connection
 import pytest
 
 from e2etests import booting, redacting
 from e2etests import config as e2e_config
-from e2etests.ahead import Ahead, Job, queued_items
-from e2etests.config import CloudSettings, CloudTarget
+from e2etests.ahead import Ahead, Job
+from e2etests.checks.outcome import CheckOutcome
+from e2etests.cloud import Cloud
+from e2etests.config import CloudTarget
+from e2etests.contract import Prop
 from e2etests.errors import ConfigError
-from e2etests.lifecycle import run_prefix as prefix_of_run
 from e2etests.options import new_run_id, parse_drained_at, parse_run_id
-from e2etests.redact import describe, message, redact, redact_line
-from e2etests.results import Prop
+from e2etests.redact import describe, redact, redact_line
+from e2etests.xdist_queue import queued_items
 
 __all__ = [
-    "AheadFactory",
-    "Cloud",
-    "E2EReport",
+    "Unreachable",
+    "ahead_result",
+    "cloud_of",
     "configured_run_id",
     "new_run_id",
     "parse_drained_at",
@@ -62,7 +64,8 @@ _WORKER_USAGE_ERROR = "e2e_usage_error"
 # -- options ------------------------------------------------------------------------------
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.import_plugin("e2etests.fixtures")
     group = parser.getgroup("e2etests", "OpenStack end-to-end smoke tests")
     group.addoption(
         "--clouds",
@@ -311,18 +314,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
 
 
-# -- the cloud object -----------------------------------------------------------------------
+# -- the cloud registry and reports -------------------------------------------------------
 
 
 class Unreachable(pytest.fail.Exception):  # type: ignore[name-defined,misc]
     """The test failed because its cloud cannot be used: reported for the cloud, not the check."""
 
     misconfigured = False
-
-
-def unreachable_line(reason: str, target_id: str) -> str:
-    """``reason`` without the cloud's id in front: the summary shows the cloud already."""
-    return reason.removeprefix(f"{target_id}: ")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -334,7 +332,7 @@ def pytest_runtest_makereport(
     if target is None:
         return report
     if call.excinfo is not None and isinstance(call.excinfo.value, Unreachable):
-        line = unreachable_line(str(call.excinfo.value.msg), target.id)
+        line = str(call.excinfo.value.msg).removeprefix(f"{target.id}: ")
         found: list[tuple[str, object]] = [(Prop.UNREACHABLE, line)]
         if call.excinfo.value.misconfigured:
             found.append((Prop.MISCONFIGURED, True))
@@ -353,96 +351,12 @@ def pytest_runtest_makereport(
     return report
 
 
-class Cloud:
-    """A cloud under test.
-
-    ``id`` (the test id: name or ``name/region``), ``name``, ``region``, ``slug`` (id safe
-    for resource names), ``settings`` (the cloud's ``e2etests:`` block) and ``conn``: an
-    authenticated ``openstack.connection.Connection``, built on first use, once per worker.
-    If the cloud cannot be reached or refuses the credentials, every use of ``conn`` fails
-    the test with the same one-line reason; other clouds are unaffected.
-    """
-
-    def __init__(self, target: CloudTarget) -> None:
-        self.target = target
-        self._conn: openstack.connection.Connection | None = None
-        self._error: e2e_config.CloudUnavailable | None = None
-        self._lock = threading.Lock()  # checks started ahead connect from their threads
-
-    def __repr__(self) -> str:
-        return f"Cloud({self.id!r})"
-
-    @property
-    def id(self) -> str:
-        return self.target.id
-
-    @property
-    def name(self) -> str:
-        return self.target.name
-
-    @property
-    def region(self) -> str:
-        return self.target.region
-
-    @property
-    def slug(self) -> str:
-        return self.target.slug
-
-    @property
-    def settings(self) -> CloudSettings:
-        return self.target.settings
-
-    @property
-    def conn(self) -> openstack.connection.Connection:
-        __tracebackhide__ = True
-        try:
-            return self.connect()
-        except e2e_config.CloudUnavailable as exc:
-            error = exc
-        unreachable = Unreachable(str(error), pytrace=False)
-        unreachable.misconfigured = error.misconfigured
-        raise unreachable
-
-    def connect(self) -> openstack.connection.Connection:
-        """``conn`` outside a test: raises ``CloudUnavailable`` with the one-line reason."""
-        with self._lock:
-            if self._error is None and self._conn is None:
-                try:
-                    self._conn = e2e_config.connect(self.target)
-                except e2e_config.CloudUnavailable as exc:
-                    self._error = exc
-            if self._error is not None:
-                raise e2e_config.CloudUnavailable(
-                    str(self._error), misconfigured=self._error.misconfigured
-                )
-            assert self._conn is not None
-            return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-# -- fixtures -------------------------------------------------------------------------------
-
-
-def _cloud_of(config: pytest.Config, target: CloudTarget) -> Cloud:
+def cloud_of(config: pytest.Config, target: CloudTarget) -> Cloud:
+    """The one ``Cloud`` of ``target`` in this process: tests and jobs share its connection."""
     registry = config.stash[_CLOUDS_KEY]
     if target.id not in registry:
         registry[target.id] = Cloud(target)
     return registry[target.id]
-
-
-@pytest.fixture(scope="session")
-def _e2e_cloud(request: pytest.FixtureRequest) -> Cloud:
-    return _cloud_of(request.config, request.param)
-
-
-@pytest.fixture(scope="session")
-def cloud(_e2e_cloud: Cloud) -> Cloud:
-    """The cloud under test (one test per selected cloud): id, settings and a lazy ``conn``."""
-    return _e2e_cloud
 
 
 def configured_run_id(config: pytest.Config) -> str:
@@ -450,115 +364,7 @@ def configured_run_id(config: pytest.Config) -> str:
     return config.stash[_RUN_ID_KEY]
 
 
-@pytest.fixture(scope="session")
-def run_id(request: pytest.FixtureRequest) -> str:
-    """Id of this run, shared by every xdist worker (``--run-id``, else generated)."""
-    return configured_run_id(request.config)
-
-
-@pytest.fixture(scope="session")
-def run_prefix(run_id: str) -> str:
-    """Prefix of every resource name this run creates: ``e2e-<run id>-``."""
-    return prefix_of_run(run_id)
-
-
-@pytest.fixture(scope="session")
-def drained_at(request: pytest.FixtureRequest) -> dt.datetime | None:
-    """When the node drain finished (``--drained-at``, timezone-aware), or None."""
-    value: dt.datetime | None = request.config.getoption("e2e_drained_at")
-    return value
-
-
-class E2EReport:
-    """Attaches the result contract's data to the test's report (``item.user_properties``).
-
-    Call it inside the test body: properties added during teardown miss the call report.
-    """
-
-    def __init__(self, properties: list[tuple[str, object]]) -> None:
-        self._properties = properties
-
-    def _set(self, key: str, value: object) -> None:
-        self._properties[:] = [p for p in self._properties if p[0] != key]
-        self._properties.append((key, value))
-
-    def phases(self, seconds: Mapping[str, float]) -> None:
-        """Record phase durations in seconds, e.g. ``{"boot": 2.31, "delete": 0.92}``."""
-        merged = dict(self._get(Prop.PHASES) or {})
-        merged.update({k: round(float(v), 3) for k, v in seconds.items()})
-        self._set(Prop.PHASES, merged)
-
-    def duration(self, seconds: float) -> None:
-        """The check's wall time when it ran outside the test's call (started ahead)."""
-        self._set(Prop.DURATION, round(float(seconds), 3))
-
-    def culprit(self, line: str, evidence: Sequence[str] = ()) -> None:
-        """Record what is broken (one line) and the evidence lines, without failing."""
-        self._set(Prop.CULPRIT, redact_line(line))
-        if evidence:
-            self._set(Prop.EVIDENCE, [redact(e) for e in evidence])
-
-    def leak(self, line: str) -> None:
-        """Record that the cleanup failed: the test fails, quarantined or not."""
-        self._set(Prop.LEAK, redact_line(line))
-
-    def unreachable(self, line: str) -> None:
-        """Record that the cloud itself cannot be used (one line for the cloud)."""
-        self._set(Prop.UNREACHABLE, redact_line(line))
-
-    def misconfigured(self) -> None:
-        """Record that the failure is the cloud's clouds.yaml entry: exit 2, not a red cloud."""
-        self._set(Prop.MISCONFIGURED, True)
-
-    def fail(self, line: str, evidence: Sequence[str] = ()) -> NoReturn:
-        """Record culprit and evidence, then fail the test with them (no traceback).
-
-        Redacted here as well as in the reports: the terminal and junit.xml show this text.
-        """
-        __tracebackhide__ = True
-        self.culprit(line, evidence)
-        pytest.fail(redact("\n".join([line, *evidence])), pytrace=False)
-
-    def _get(self, key: str) -> Any:
-        return next((v for k, v in self._properties if k == key), None)
-
-
-@pytest.fixture
-def e2e_report(request: pytest.FixtureRequest) -> E2EReport:
-    """Record phases, culprit and evidence on this test's report (see ``E2EReport``)."""
-    return E2EReport(request.node.user_properties)
-
-
-@pytest.fixture
-def e2e_cleanup(request: pytest.FixtureRequest) -> Iterator[Callable[[Callable[[], None]], None]]:
-    """Register cleanups to run at teardown, newest first, even after failure or Ctrl-C.
-
-    Register *before* the step that creates the resource, so a lost response or an
-    interrupt between create and registration cannot leak it. A Ctrl-C or SIGTERM during a
-    cleanup does not cut the others short: every callback runs, then the interrupt goes on.
-    """
-    callbacks: list[Callable[[], None]] = []
-    yield callbacks.append
-    errors: list[str] = []
-    interrupt: BaseException | None = None
-    for callback in reversed(callbacks):
-        try:
-            callback()
-        except Exception as exc:
-            errors.append(message(exc))
-        except BaseException as exc:  # KeyboardInterrupt (SIGTERM too), SystemExit
-            interrupt = interrupt or exc
-            errors.append(f"interrupted: {describe(exc)}")
-    if errors:
-        E2EReport(request.node.user_properties).leak("; ".join(errors))
-    if interrupt is not None:
-        raise interrupt
-    if errors:
-        pytest.fail("cleanup failed: " + "\n".join(errors), pytrace=False)
-
-
-#: Marker argument of ``e2e_ahead``: the job for one cloud, or None when the test will skip.
-AheadFactory = Callable[[Cloud, pytest.Config], Job | None]
+# -- checks started ahead of their turn (see e2etests.ahead) --------------------------------
 
 
 def _ahead_job(item: pytest.Item) -> Job | None:
@@ -566,8 +372,9 @@ def _ahead_job(item: pytest.Item) -> Job | None:
     target = _target_of(item)
     if marker is None or target is None or item.get_closest_marker("skip") is not None:
         return None
-    factory: AheadFactory = marker.args[0]
-    return factory(_cloud_of(item.config, target), item.config)
+    # The marker's argument: factory(cloud, config) -> the job, or None if the test will skip.
+    factory: Callable[[Cloud, pytest.Config], Job | None] = marker.args[0]
+    return factory(cloud_of(item.config, target), item.config)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -579,34 +386,28 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         item.config.stash[_AHEAD_KEY].settle(target.id, but=item.nodeid)
 
 
-@pytest.fixture
-def e2e_ahead(request: pytest.FixtureRequest) -> Callable[[], object]:
-    """Result of this test's ``e2e_ahead`` job (None: the factory gave no job).
+def ahead_result(item: pytest.Item) -> object:
+    """Result of ``item``'s ``e2e_ahead`` job (None: the factory gave no job).
 
-    Calling it first starts the jobs of the tests queued behind this one on this process
-    (``--concurrent-boots`` at a time), then waits for this test's own.
+    First starts the jobs of the tests queued behind it on this process (``--concurrent-boots``
+    at a time), then waits for its own.
     """
-    item = request.node
-    ahead = request.config.stash[_AHEAD_KEY]
+    ahead = item.config.stash[_AHEAD_KEY]
+    own = _ahead_job(item)
+    target = _target_of(item)
+    if own is None or target is None:
+        return None
+    ahead.submit(item.nodeid, own, group=target.id)
     # Work stealing moves queued tests to other workers: a check started here would run twice.
-    look_ahead = request.config.getoption("dist", "no") != "worksteal"
-
-    def result() -> object:
-        own = _ahead_job(item)
-        target = _target_of(item)
-        if own is None or target is None:
-            return None
-        ahead.submit(item.nodeid, own, group=target.id)
-        for other in queued_items(item) if look_ahead else ():
+    if item.config.getoption("dist", "no") != "worksteal":
+        for other in queued_items(item):
             other_target = _target_of(other)
             if other_target is None or not ahead.claim(other.nodeid):
                 continue
             job = _ahead_job(other)
             if job is not None:
                 ahead.submit(other.nodeid, job, group=other_target.id)
-        return ahead.result(item.nodeid)
-
-    return result
+    return ahead.result(item.nodeid)
 
 
 def _report_unread(config: pytest.Config, unread: Sequence[tuple[str, object]]) -> None:
@@ -615,8 +416,8 @@ def _report_unread(config: pytest.Config, unread: Sequence[tuple[str, object]]) 
     for nodeid, value in unread:
         if isinstance(value, BaseException):
             lines.append(f"{nodeid}: check started ahead crashed: {describe(value)}")
-        elif cleanup_error := getattr(value, "cleanup_error", None):
-            lines.append(f"{nodeid}: cleanup failed: {redact_line(str(cleanup_error))}")
+        elif isinstance(value, CheckOutcome) and value.leak:
+            lines.append(f"{nodeid}: cleanup failed: {redact_line(value.leak)}")
     if lines:
         lines.append("a server may be left behind: run `e2etests sweep`")
     terminal = config.pluginmanager.get_plugin("terminalreporter")

@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from e2etests import summary
+from e2etests import prometheus, summary, summary_json
 from e2etests.redact import redact_tree
 from e2etests.results import RunResult
 
@@ -68,9 +68,9 @@ def write_reports(run: RunResult, paths: ReportPaths) -> list[Path]:
     run = redact_tree(run)
     written: list[Path] = []
     if paths.json is not None:
-        written.append(atomic_write(paths.json, summary.render_json(run)))
+        written.append(atomic_write(paths.json, summary_json.render_json(run)))
     if paths.prom is not None:
-        written.append(atomic_write(paths.prom, summary.render_prometheus(run)))
+        written.append(atomic_write(paths.prom, prometheus.render_prometheus(run)))
     if paths.text is not None:
         written.append(atomic_write(paths.text, summary.render_text(run)))
     return written

@@ -1,8 +1,8 @@
-"""What a run found, per cloud and per check, and the collector that builds it from pytest reports.
+"""What a run found, per cloud and per check, built from the reports of a test run.
 
 The dataclasses are what every reporter (text, JSON, Prometheus, Slack) consumes; they are built
 only from the data the suites attach to their reports through ``item.user_properties``, under
-the keys of :class:`Prop` (the one contract between the writer and this reader).
+the keys of :class:`e2etests.contract.Prop` (the one contract between writer and reader).
 
 The cloud is never taken from the test id: under ``--dist loadgroup`` xdist appends ``@group``.
 
@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import time
+import enum
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, Protocol
 
-import pytest
-
 from e2etests.booting import BOOT_CHECKS, boot_checked
+from e2etests.contract import Prop
 from e2etests.errors import ExitStatus
 from e2etests.redact import one_line, redact
 
@@ -32,26 +31,23 @@ Outcome = Literal["passed", "failed", "error", "skipped", "quarantined"]
 CloudVerdict = Literal["passed", "failed", "unchecked", "quarantined", "skipped"]
 RunVerdict = Literal["passed", "failed", "error"]
 
+
+class PytestExit(enum.IntEnum):
+    """pytest's exit codes, as ``pytest.ExitCode`` numbers them (stable public API since
+    pytest 5), so that judging a run needs no pytest (a test pins them to pytest's)."""
+
+    OK = 0
+    TESTS_FAILED = 1
+    INTERRUPTED = 2
+    INTERNAL_ERROR = 3
+    USAGE_ERROR = 4
+    NO_TESTS_COLLECTED = 5
+    MAX_WARNINGS_ERROR = 6  # pytest 9: --max-warnings exceeded
+
+
 # Tests that do not say which cloud they checked: never part of a verdict, named as a
 # harness error instead.
 UNKNOWN_CLOUD = "(no cloud)"
-
-
-class Prop:
-    """Keys of the ``user_properties`` a test of the harness carries (written by the plugin)."""
-
-    CLOUD = "e2e_cloud"  #: which cloud the test checked
-    CHECK = "e2e_check"  #: which check it is
-    PHASES = "e2e_phases"  #: seconds per phase, e.g. {"boot": 2.31}
-    DURATION = "e2e_duration"  #: the check's own wall time when it ran ahead of its test
-    CULPRIT = "e2e_culprit"  #: what is broken, one line
-    EVIDENCE = "e2e_evidence"  #: the lines that prove it
-    LEAK = "e2e_leak"  #: a server the check created may be left: the cleanup's failure
-    UNREACHABLE = "e2e_unreachable"  #: the cloud itself cannot be used (keystone), one line
-    CONFIG_SKIP = "e2e_config_skip"  #: the cloud is skipped by config: the reason
-    QUARANTINE = "e2e_quarantine"  #: the cloud is quarantined by config: the reason
-    #: the failure is the cloud's entry in clouds.yaml (flavor not found, credentials refused)
-    MISCONFIGURED = "e2e_misconfigured"
 
 
 # Bounds that keep one chatty check from flooding every report built from it.
@@ -391,20 +387,18 @@ def _key(check: CheckResult) -> tuple[str, str]:
     return (check.check, check.outcome)
 
 
-def exit_status_for(
-    pytest_exit: int | pytest.ExitCode, clouds: Sequence[CloudResult]
-) -> ExitStatus:
+def exit_status_for(pytest_exit: int, clouds: Sequence[CloudResult]) -> ExitStatus:
     """Map pytest's exit code onto the wrapper's documented statuses.
 
     A red cloud always wins over a green pytest code, so a reporter bug can never turn a
     failed check into a green roll.
     """
     code = int(pytest_exit)
-    if code == pytest.ExitCode.USAGE_ERROR:
+    if code == PytestExit.USAGE_ERROR:
         return ExitStatus.USAGE_ERROR
-    if code in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR):
+    if code in (PytestExit.INTERRUPTED, PytestExit.INTERNAL_ERROR):
         return ExitStatus.HARNESS_ERROR
-    if code == pytest.ExitCode.NO_TESTS_COLLECTED or not clouds:
+    if code == PytestExit.NO_TESTS_COLLECTED or not clouds:
         # Nothing was verified: that must never read as green.
         return ExitStatus.HARNESS_ERROR
     if any(c.gates and not c.misconfigured for c in clouds):
@@ -416,10 +410,10 @@ def exit_status_for(
     if not any(c.verdict == "passed" for c in clouds):
         # A run in which no cloud passed (all skipped by config, say) checked nothing.
         return ExitStatus.CHECK_FAILED
-    if code == pytest.ExitCode.TESTS_FAILED:
+    if code == PytestExit.TESTS_FAILED:
         # pytest saw a failure the results do not show (a test of no cloud): not green.
         return ExitStatus.HARNESS_ERROR
-    if code == pytest.ExitCode.OK:
+    if code == PytestExit.OK:
         return ExitStatus.OK
     return ExitStatus.HARNESS_ERROR
 
@@ -427,7 +421,7 @@ def exit_status_for(
 def build_run_result(
     reports: Iterable[ReportLike],
     *,
-    pytest_exit: int | pytest.ExitCode,
+    pytest_exit: int,
     started_at: dt.datetime,
     duration: float,
     node: str | None = None,
@@ -457,77 +451,3 @@ def build_run_result(
         run_id=run_id,
         harness_errors=tuple(one_line(redact(e), MAX_CULPRIT_CHARS) for e in harness_errors),
     )
-
-
-# --- the collector (a pytest plugin object, controller only)
-
-collector_key = pytest.StashKey["ResultCollector"]()
-
-
-class ResultCollector:
-    """Collects test reports in the xdist controller (or the only process) and builds a RunResult.
-
-    Pass it to ``pytest.main(args, plugins=[collector])``: xdist sends workers arguments, never
-    plugin objects, so it exists once per run and anything fed from it is posted once. If it is
-    registered in a worker anyway (``-p``), it stays inert there.
-    """
-
-    def __init__(
-        self,
-        *,
-        node: str | None = None,
-        drained_at: dt.datetime | None = None,
-        run_id: str | None = None,
-    ) -> None:
-        self.node = node
-        self.drained_at = drained_at
-        self.run_id = run_id
-        self.active = True
-        self.reports: list[pytest.TestReport] = []
-        self.harness_errors: list[str] = []
-        self.started_at = dt.datetime.now(dt.UTC)
-        self._t0 = time.monotonic()
-        self.result: RunResult | None = None
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_configure(self, config: pytest.Config) -> None:
-        if hasattr(config, "workerinput"):
-            self.active = False
-            return
-        config.stash[collector_key] = self
-        self.started_at = dt.datetime.now(dt.UTC)
-        self._t0 = time.monotonic()
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if self.active:
-            self.reports.append(report)
-
-    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if self.active and report.failed:
-            reason = crash_message(report.longrepr) or "collection failed"
-            self.harness_errors.append(f"cannot collect {report.nodeid or 'tests'}: {reason}")
-
-    def pytest_internalerror(self, excrepr: object) -> None:
-        if self.active:
-            self.harness_errors.append(f"internal error: {crash_message(excrepr) or excrepr}")
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(
-        self, session: pytest.Session, exitstatus: int | pytest.ExitCode
-    ) -> None:
-        if self.active:
-            self.finish(exitstatus)
-
-    def finish(self, pytest_exit: int | pytest.ExitCode) -> RunResult:
-        """Build and keep the run's result; callable again if sessionfinish never ran."""
-        self.result = build_run_result(
-            self.reports,
-            pytest_exit=pytest_exit,
-            started_at=self.started_at,
-            duration=time.monotonic() - self._t0,
-            node=self.node,
-            drained_at=self.drained_at,
-            run_id=self.run_id,
-            harness_errors=self.harness_errors,
-        )
-        return self.result

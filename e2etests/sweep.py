@@ -33,6 +33,7 @@ from e2etests.config import CloudTarget
 from e2etests.errors import ConfigError, ExitStatus
 from e2etests.lifecycle import MARK_KEY, NAME_PREFIX, counts_as_gone
 from e2etests.redact import clip, describe, redact
+from e2etests.timestamps import parse_utc
 from e2etests.waiting import Clock, Deadline
 
 __all__ = ["Leftover", "UsageError", "main", "parse_age", "select_leftovers"]
@@ -56,10 +57,7 @@ class Leftover:
 
     @classmethod
     def from_server(cls, server: Server) -> Leftover:
-        created = None
-        if server.created_at:
-            created = dt.datetime.fromisoformat(str(server.created_at))
-            created = created if created.tzinfo else created.replace(tzinfo=dt.UTC)
+        created = parse_utc(server.created_at)
         mark = (server.metadata or {}).get(MARK_KEY)
         return cls(server.id, server.name or "", mark, created, str(server.status or "?"))
 

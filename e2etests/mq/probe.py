@@ -21,7 +21,7 @@ import openstack.exceptions
 import tenacity
 
 from e2etests import retry
-from e2etests.errors import ConfigError
+from e2etests.errors import ConfigError, CouldNotRun
 from e2etests.mq import verdict as judge
 from e2etests.mq.observations import CanaryObs, ExpectedQueue, QueueObs, QueueSample, ServiceObs
 from e2etests.mq.rabbit import BrokerError, ManagementAPI
@@ -42,19 +42,8 @@ _READ_ERRORS = (
 )
 
 
-class CheckError(Exception):
-    """A configured check could not run: one line, free of secrets, no verdict on the cloud.
-
-    ``transient`` when a restarting API or broker gives the same error (the
-    caller may wait within the grace window); ``misconfigured`` when it is the
-    harness's own settings at fault (credentials, user tags, vhost, URL), named
-    in the message.
-    """
-
-    def __init__(self, message: str, *, transient: bool = False, misconfigured: bool = False):
-        super().__init__(message)
-        self.transient = transient
-        self.misconfigured = misconfigured
+class CheckError(CouldNotRun):
+    """A configured MQ check could not run: one line, no verdict on the cloud (see E2EError)."""
 
 
 def _utcnow() -> dt.datetime:

@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from e2etests.errors import ConfigError
+from e2etests.errors import ConfigError, CouldNotRun
 from e2etests.mq.observations import QueueSample
 from e2etests.mq.settings import RabbitSettings
 from e2etests.redact import redact_line
@@ -28,13 +28,11 @@ from e2etests.redact import redact_line
 MONITOR_TAGS = frozenset({"monitoring", "administrator"})
 
 
-class BrokerError(Exception):
+class BrokerError(CouldNotRun):
     """The management API could not answer; the message is one line, free of secrets."""
 
     def __init__(self, message: str, *, transient: bool, status: int | None = None) -> None:
-        super().__init__(message)
-        #: True when a broker that is restarting would give the same error.
-        self.transient = transient
+        super().__init__(message, transient=transient)
         self.status = status
 
 

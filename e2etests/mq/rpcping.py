@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from e2etests.errors import CouldNotRun
 from e2etests.mq.observations import PingObs
 from e2etests.redact import describe, redact_line
 
@@ -28,13 +29,11 @@ from e2etests.redact import describe, redact_line
 NOVA_EXCHANGE = "nova"
 
 
-class PingError(Exception):
+class PingError(CouldNotRun):
     """The ping could not be attempted; one line, free of secrets."""
 
     def __init__(self, message: str, *, transient: bool) -> None:
-        super().__init__(message)
-        #: True when a broker that is restarting would give the same error.
-        self.transient = transient
+        super().__init__(message, transient=transient)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,19 +13,13 @@ import openstack.exceptions
 
 from e2etests.mq.observations import ServiceObs
 from e2etests.mq.verdict import NOVA_TOPICS
+from e2etests.timestamps import parse_utc
 
 T = TypeVar("T")
 
 
-def parse_timestamp(value: object) -> dt.datetime | None:
-    """An API timestamp as aware UTC; Nova and Neutron send naive UTC strings."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+#: An API timestamp as aware UTC; Nova and Neutron send naive UTC strings.
+parse_timestamp = parse_utc
 
 
 def from_nova(service: Any) -> ServiceObs:

@@ -22,6 +22,7 @@ from e2etests.mq.observations import (
     QueueSample,
     ServiceObs,
 )
+from e2etests.timestamps import utc_iso
 from e2etests.waiting import Deadline, poll
 
 #: Nova services whose RPC topic the MQ checks know, and the topic each serves.
@@ -50,8 +51,8 @@ class Status(enum.Enum):
 
 
 def stamp(moment: dt.datetime) -> str:
-    """A compact UTC timestamp for messages: ``2025-01-31T12:00:05Z``."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """A UTC timestamp for messages: ``2025-01-31T12:00:05Z`` (see e2etests.timestamps)."""
+    return utc_iso(moment)
 
 
 @dataclasses.dataclass(frozen=True)

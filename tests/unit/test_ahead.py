@@ -7,6 +7,9 @@ import os
 import pathlib
 import threading
 import time
+import types
+import warnings
+from typing import Any
 
 import pytest
 import yaml
@@ -218,12 +221,14 @@ def test_a_cloud_never_runs_two_checks_at_once(
 
 
 LEAKY = """
-import types
 import pytest
+from e2etests.checks import CheckOutcome, Status
 
 def factory(cloud, config):
     def job(stop):
-        return types.SimpleNamespace(cleanup_error="delete of e2e-x timed out")
+        return CheckOutcome(
+            "x", cloud.id, Status.FAILED, culprit="x", leak="delete of e2e-x timed out"
+        )
     return job
 
 @pytest.mark.e2e_ahead.with_args(factory)
@@ -246,3 +251,22 @@ def test_a_check_nobody_reported_still_says_what_it_left(
         ]
     )
     assert "test_check[alpha]: cleanup failed" not in result.stdout.str()  # it was reported
+
+
+def test_a_changed_xdist_worker_is_said_once_never_silently_ignored() -> None:
+    from e2etests import xdist_queue
+
+    class Config:
+        """An xdist worker's config whose worker plugin no longer has a ``torun`` queue."""
+
+        def __init__(self) -> None:
+            self.workerinput: dict[str, object] = {}
+            self.stash = pytest.Stash()
+            self.pluginmanager = types.SimpleNamespace(get_plugins=lambda: [object()])
+
+    config: Any = Config()
+    with pytest.warns(xdist_queue.XdistInternalsChanged, match="cannot read"):
+        assert xdist_queue._xdist_queue(config) == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert xdist_queue._xdist_queue(config) == []  # once per run, not per item

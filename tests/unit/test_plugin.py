@@ -278,9 +278,9 @@ def test_unreachable_cloud_fails_alone_with_one_line(
     clouds_yaml.write_text(yaml.safe_dump({"clouds": {"down": _cloud(), "other": _cloud()}}))
     pytester.makepyfile(
         """
-        def test_uses_conn(cloud):
+        def test_uses_conn(cloud, request):
             if cloud.id == "down":
-                cloud.conn
+                request.getfixturevalue("conn")
         """
     )
     result = pytester.runpytest()

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from e2etests.booting import CANARY, LIFECYCLE, boot_checked, booting_check
-from e2etests.results import Prop
+from e2etests.contract import Prop
 
 pytest_plugins = ["pytester"]
 
@@ -200,8 +200,8 @@ def test_an_unreachable_cloud_is_marked_for_the_cloud(
 ) -> None:
     pytester.makepyfile(
         test_conn="""
-        def test_uses_conn(cloud):
-            cloud.conn
+        def test_uses_conn(cloud, request):
+            request.getfixturevalue("conn")
         """,
         conftest=f"""
         import json, pathlib

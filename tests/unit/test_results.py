@@ -339,3 +339,11 @@ def test_one_real_failure_among_misconfigured_checks_of_a_cloud_is_red() -> None
     run = build_run_result([*_misconfigured("a"), *red], pytest_exit=1, started_at=T0, duration=1.0)
     assert not run.clouds[0].misconfigured
     assert run.exit_status is ExitStatus.CHECK_FAILED
+
+
+def test_the_exit_codes_results_judge_by_are_pytests_own() -> None:
+    from e2etests.results import PytestExit
+
+    # Ours may know codes an older pytest lacks; every code pytest has must be ours, equal.
+    ours = {e.name: int(e) for e in PytestExit}
+    assert {e.name: int(e) for e in pytest.ExitCode}.items() <= ours.items()

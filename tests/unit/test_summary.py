@@ -7,8 +7,10 @@ import json
 import re
 
 from e2etests.errors import ExitStatus
+from e2etests.prometheus import render_prometheus
 from e2etests.results import CheckResult, CloudResult, RunResult, cloud_verdict
-from e2etests.summary import render_json, render_prometheus, render_text, to_json
+from e2etests.summary import render_text
+from e2etests.summary_json import render_json, to_json
 
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 

@@ -1,0 +1,114 @@
+"""The check library without pytest: outcomes of unreachable clouds, judged verdicts, cleanups."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from e2etests import config as e2e_config
+from e2etests.checks import CheckOutcome, Status
+from e2etests.checks.lifecycle import check_lifecycle
+from e2etests.checks.mq import check_heartbeats, judged, probe_for
+from e2etests.cleanup import run_all
+from e2etests.cloud import Cloud
+from e2etests.mq.verdict import Finding, Verdict
+from e2etests.mq.verdict import Status as Light
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def down(tmp_path: pathlib.Path) -> Cloud:
+    """A cloud whose Keystone nobody answers (a closed port), with an mq block."""
+    auth = {"auth_url": "http://127.0.0.1:9/v3", "username": "u", "password": "pw-x"}
+    block = {"flavor": "f", "image": "i", "mq": {"grace": 5}}
+    path = tmp_path / "clouds.yaml"
+    path.write_text(yaml.safe_dump({"clouds": {"down": {"auth": auth, "e2etests": block}}}))
+    [target] = e2e_config.load_targets(["down"], config_files=[str(path)])
+    return Cloud(target)
+
+
+def test_an_unreachable_cloud_is_could_not_run_with_one_line_for_the_cloud(down: Cloud) -> None:
+    outcome = check_lifecycle(down, name="e2e-r1-down-lc", run_id="r1")
+    assert outcome.status is Status.COULD_NOT_RUN
+    assert not outcome.ok
+    assert outcome.unreachable == (
+        "cannot connect: keystone at http://127.0.0.1:9/v3 is unreachable (ConnectFailure)"
+    )
+    assert outcome.culprit == f"down: {outcome.unreachable}"
+    assert not outcome.misconfigured
+    assert outcome.servers == ()
+    # The MQ checks see the same cloud the same way, without asking Keystone again.
+    probe = probe_for(down, drained_at=None)
+    assert probe is not None
+    assert check_heartbeats(probe).unreachable == outcome.unreachable
+
+
+def test_a_green_verdict_passes_and_any_other_fails_with_its_culprit() -> None:
+    assert judged("mq.consumers", "c", Verdict("mq.consumers", Light.GREEN), 0.1).ok
+    red = Verdict(
+        "mq.consumers",
+        Light.RED,
+        (Finding(Light.RED, "queue compute.h1 has 0 consumers"),),
+        ("compute.h1: 0 consumers",),
+    )
+    outcome = judged("mq.consumers", "c", red, 2.0)
+    assert outcome.status is Status.FAILED
+    assert outcome.culprit == red.culprit
+    assert outcome.evidence == tuple(red.report_lines())
+
+
+def test_a_leak_is_never_ok_whatever_the_status() -> None:
+    assert not CheckOutcome("lifecycle", "c", Status.PASSED, leak="delete timed out").ok
+    assert CheckOutcome("mq.rpc_ping", "c", Status.SKIPPED, culprit="no transport").ok
+
+
+def test_every_cleanup_runs_even_after_an_interrupt() -> None:
+    ran: list[str] = []
+
+    def interrupted() -> None:
+        ran.append("first")
+        raise KeyboardInterrupt("signal 15 (SIGTERM)")
+
+    def broken() -> None:
+        ran.append("second")
+        raise RuntimeError("delete of s1 timed out")
+
+    errors, interrupt = run_all([interrupted, broken, lambda: ran.append("third")])
+    assert ran == ["first", "second", "third"]
+    assert isinstance(interrupt, KeyboardInterrupt)
+    assert errors == [
+        "interrupted: KeyboardInterrupt: signal 15 (SIGTERM)",
+        "delete of s1 timed out",
+    ]
+
+
+def test_the_check_library_imports_no_pytest() -> None:
+    code = (
+        "import sys, e2etests.checks.lifecycle, e2etests.checks.mq, e2etests.cloud;"
+        "print('pytest' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "False"
+
+
+def test_one_hierarchy_found_a_problem_and_could_not_run_are_distinct() -> None:
+    from e2etests.config import CloudUnavailable
+    from e2etests.errors import CheckFailed, ConfigError, CouldNotRun, E2EError
+    from e2etests.mq.probe import CheckError
+    from e2etests.mq.rabbit import BrokerError
+    from e2etests.mq.rpcping import PingError
+
+    for cls in (CheckError, BrokerError, PingError, CloudUnavailable):
+        assert issubclass(cls, CouldNotRun)
+        assert not issubclass(cls, CheckFailed)
+    assert issubclass(CheckFailed, E2EError)
+    assert ConfigError("x").misconfigured
+    assert BrokerError("503", transient=True).transient
+    assert str(CheckFailed("c: stuck", ["evidence"])) == "c: stuck\nevidence"
