@@ -278,3 +278,23 @@ def _finish(message: SlackMessage) -> SlackMessage:
         # The builders stay under the limit; this guards future edits from a rejected post.
         blocks = [*blocks[: MAX_BLOCKS - 1], section(f"… and {len(blocks) - MAX_BLOCKS + 1} more")]
     return SlackMessage(text=redact(message.text), blocks=tuple(blocks))
+
+
+def readable(payload: SlackPayload, *, max_replies: int = 5) -> list[str]:
+    """The message as a person would read it in Slack: header, culprit, thread lines."""
+
+    def lines(message: SlackMessage) -> list[str]:
+        heads = [b["text"]["text"] for b in message.blocks if b.get("type") == "header"]
+        body = [x for x in _unescape(message.text).splitlines() if x.strip()]
+        return [*heads[:1], *(x for x in body if x not in heads)][:3]
+
+    out = lines(payload.summary)
+    for reply in payload.replies[:max_replies]:
+        out.extend(f"  └ {line}" for line in lines(reply)[:2])
+    if len(payload.replies) > max_replies:
+        out.append(f"  └ … and {len(payload.replies) - max_replies} more replies in the thread")
+    return out
+
+
+def _unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

@@ -27,6 +27,7 @@ from e2etests.slack.blocks import (
     SlackPayload,
     build_payload,
     build_recovery,
+    readable,
     redact_payload,
 )
 from e2etests.slack.transport import SlackConfigError, describe_error, make_client, resolve_token
@@ -188,6 +189,10 @@ def publish(
 def _print_dry_run(
     payloads: Sequence[SlackPayload], options: SlackOptions, *, out: TextIO, err: TextIO
 ) -> bool:
+    """A few readable lines per message; the Block Kit JSON goes to a file named in them.
+
+    Two hundred lines of JSON would scroll the verdict off the screen.
+    """
     doc = [
         {
             "channel": options.channel,
@@ -196,7 +201,17 @@ def _print_dry_run(
         }
         for p in payloads
     ]
-    out.write(json.dumps(redact_payload(doc), indent=2, ensure_ascii=False) + "\n")
+    text = json.dumps(redact_payload(doc), indent=2, ensure_ascii=False) + "\n"
+    path = options.report_dir / "slack-dry-run.json"
+    try:
+        atomic_write(path, text)
+    except OSError as exc:
+        err.write(f"slack: cannot write {path}: {exc.strerror}; the blocks follow\n")
+        out.write(text)
+    else:
+        out.write(f"slack (dry run) to {options.channel or '(no channel)'}, blocks in {path}:\n")
+    for payload in payloads:
+        out.writelines(f"  {line}\n" for line in readable(payload))
     if not payloads:
         err.write("slack: nothing to post (green run with --slack-only-on-failure)\n")
     return True

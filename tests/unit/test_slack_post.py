@@ -162,9 +162,16 @@ def test_dry_run_prints_blocks_and_posts_nothing(standin: SlackStandIn, tmp_path
         channel="#ops", dry_run=True, report_dir=tmp_path, base_url=standin.url
     )
     assert slack.publish(run_with(failed=1), options, out=out, err=err, environ={}) is True
-    [doc] = json.loads(out.getvalue())
+    [doc] = json.loads((tmp_path / "slack-dry-run.json").read_text())
     assert doc["summary"]["blocks"][0]["type"] == "header"
     assert len(doc["thread"]) == 1
+    # On screen: a few lines a person reads, the file's path, no JSON.
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"slack (dry run) to #ops, blocks in {tmp_path / 'slack-dry-run.json'}:"
+    assert lines[1] == "  " + doc["summary"]["blocks"][0]["text"]["text"]
+    assert any(line.startswith("    └ ") for line in lines)
+    assert "{" not in out.getvalue()
+    assert len(lines) <= 8
     assert standin.calls == []
     assert not (tmp_path / "slack-state.json").exists()  # a dry run changes nothing
 
