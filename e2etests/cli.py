@@ -19,8 +19,8 @@ import argparse
 import dataclasses
 import datetime as dt
 import importlib.metadata
+import math
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -35,6 +35,7 @@ from e2etests.errors import ConfigError, ExitStatus
 from e2etests.options import new_run_id, parse_drained_at, parse_run_id
 from e2etests.redact import add_secrets, message, redact, redact_tree
 from e2etests.results import RunResult
+from e2etests.watch.events import parse_node
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 #: The suites a drain can break: VM lifecycle and the message-queue checks.
@@ -42,9 +43,6 @@ POST_DRAIN_SUITES = ("test_lifecycle.py", "test_mq.py")
 #: Upper bound of xdist workers: each is a Python process holding SDK connections.
 MAX_WORKERS = 32
 CHANNEL_ENV = "E2E_SLACK_CHANNEL"
-
-# Kubernetes node names are DNS-1123 subdomains.
-_NODE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 class UsageError(Exception):
@@ -56,14 +54,6 @@ class _Parser(argparse.ArgumentParser):
     # own exit path.
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see {self.prog} --help)")
-
-
-def _node(value: str) -> str:
-    if len(value) > 253 or not _NODE_NAME.match(value):
-        raise argparse.ArgumentTypeError(
-            f"{value!r} is not a Kubernetes node name (lowercase letters, digits, '-', '.')"
-        )
-    return value
 
 
 def _workers(value: str) -> int:
@@ -147,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the lifecycle and message-queue checks after draining NODE. "
         "Arguments after '--' go to pytest.",
     )
-    drain.add_argument("--node", type=_node, required=True, help="the node that was drained")
+    drain.add_argument("--node", type=parse_node, required=True, help="the node that was drained")
     drain.add_argument(
         "--drained-at", type=parse_drained_at, metavar="TIME",
         help="when the drain finished: ISO 8601 or Unix seconds (default: now)",
@@ -156,7 +146,122 @@ def build_parser() -> argparse.ArgumentParser:
     clouds = sub.add_parser("clouds", help="list the configured clouds and their checks")
     clouds.add_argument("--clouds", action="append", default=[], metavar="NAMES")
     sub.add_parser("sweep", help="delete servers a killed run left behind", add_help=False)
+    _add_watch_parsers(sub)
     return parser
+
+
+def _seconds(low: float, high: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        # The range test refuses NaN and infinities too: a NaN interval would spin the loop.
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected seconds from {low:g} to {high:g}, got {value!r}"
+            )
+        return number
+
+    return parse
+
+
+def _count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 100:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 100, got {value!r}")
+    return count
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT like 127.0.0.1:9477, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def _add_watch_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
+    from e2etests.watch import gate, loop
+
+    watch = sub.add_parser(
+        "watch",
+        help="watch every cloud continuously and serve /metrics, /status, /gate",
+        description="Run the MQ checks every interval and a canary boot every --boot-every "
+        "on each cloud, in one process, until SIGTERM; serve the state over HTTP.",
+    )
+    watch.add_argument(
+        "--clouds",
+        action="append",
+        default=[],
+        metavar="NAMES",
+        help="cloud names or globs, comma-separated or repeated (default: every cloud)",
+    )
+    watch.add_argument(
+        "--interval",
+        type=_seconds(1, 3600),
+        default=loop.DEFAULT_INTERVAL,
+        metavar="S",
+        help=f"seconds between MQ rounds (default {loop.DEFAULT_INTERVAL:g})",
+    )
+    watch.add_argument(
+        "--boot-every",
+        type=_seconds(10, 86400),
+        default=loop.DEFAULT_BOOT_EVERY,
+        metavar="S",
+        help=f"seconds between canary boots (default {loop.DEFAULT_BOOT_EVERY:g})",
+    )
+    watch.add_argument(
+        "--listen",
+        type=_listen,
+        default=("127.0.0.1", 9477),
+        metavar="HOST:PORT",
+        help="where to serve HTTP (default 127.0.0.1:9477; port 0 picks a free one)",
+    )
+    watch.add_argument(
+        "--failures",
+        type=_count,
+        default=2,
+        metavar="N",
+        help="failing observations in a row before red (a failed boot: one; default 2)",
+    )
+    watch.add_argument(
+        "--recoveries",
+        type=_count,
+        default=2,
+        metavar="M",
+        help="passes in a row before green again (default 2)",
+    )
+    gate_ = sub.add_parser(
+        "gate",
+        help="announce a drain to a watcher and wait for its verdict",
+        description="POST the drain to the watcher, then wait until every cloud was judged "
+        "after it. Exit 0 green, 1 red or not judged in time, 2 bad input, 3 no watcher.",
+    )
+    gate_.add_argument(
+        "--watcher",
+        type=gate.parse_watcher_url,
+        required=True,
+        metavar="URL",
+        help="the watcher's base URL, e.g. http://e2etests-watch:9477",
+    )
+    gate_.add_argument("--node", type=parse_node, required=True, help="the node that was drained")
+    gate_.add_argument(
+        "--drained-at",
+        type=parse_drained_at,
+        required=True,
+        metavar="TIME",
+        help="when the drain finished: ISO 8601 or Unix seconds",
+    )
+    gate_.add_argument(
+        "--timeout",
+        type=_seconds(1, 86400),
+        default=gate.DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"seconds to wait for the verdict (default {gate.DEFAULT_TIMEOUT:g})",
+    )
 
 
 def split_argv(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -408,6 +513,86 @@ def _clouds(ns: argparse.Namespace, *, out: TextIO) -> ExitStatus:
     return ExitStatus.OK
 
 
+def _watch(ns: argparse.Namespace, *, out: TextIO, err: TextIO) -> ExitStatus:
+    # Imported late, like the sweeper: `e2etests run` never pays for the watcher.
+    import signal
+
+    from e2etests.watch import http, loop, runner, state
+
+    if ns.boot_every < ns.interval:
+        raise UsageError(
+            f"--boot-every {ns.boot_every:g} is shorter than --interval {ns.interval:g}"
+        )
+    targets = config.load_targets(config.split_patterns(ns.clouds))
+    watched = [t for t in targets if not t.settings.skip]
+    for t in targets:
+        if t.settings.skip:
+            out.write(redact(f"{t.id}: skipped by config: {t.settings.skip}") + "\n")
+    if not watched:
+        raise UsageError("no cloud to watch (every selected cloud has skip: set)")
+    checks = runner.CloudRunner(watched, run_id=loop.WATCH_RUN_ID)
+
+    def log(line: str) -> None:
+        out.write(f"e2etests watch: {redact(line)}\n")
+        out.flush()
+
+    watcher = loop.Watcher(
+        [loop.plan_for(t) for t in watched],
+        checks,
+        schedule=loop.Schedule(interval=ns.interval, boot_every=ns.boot_every),
+        thresholds=state.Thresholds(failures=ns.failures, recoveries=ns.recoveries),
+        notify=lambda event: log(_event_line(event)),
+        log=log,
+    )
+    metrics = http.Metrics(watcher)
+    watcher.observe = metrics.observe
+    host, port = ns.listen
+    try:
+        server = http.WatchServer((host, port), watcher, metrics, log=log)
+    except OSError as exc:
+        raise UsageError(f"--listen {host}:{port}: {exc.strerror or message(exc)}") from None
+    previous = {
+        sig: signal.signal(sig, lambda *_: watcher.stop())
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        server.start()
+        log(
+            f"watching {len(watched)} cloud(s) every {ns.interval:g}s, a boot every "
+            f"{ns.boot_every:g}s; serving {server.url}"
+        )
+        watcher.run()
+        log("stopping: letting running canaries delete their servers")
+        left = watcher.shutdown()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.stop()
+        checks.close()
+    if left:
+        log(f"still deleting on {', '.join(left)} at exit; the next watch sweeps what is left")
+    return ExitStatus.OK
+
+
+def _event_line(event: object) -> str:
+    from e2etests.watch.state import Event, EventKind
+
+    assert isinstance(event, Event)
+    where = f"{event.cloud} {event.check}"
+    if event.kind is EventKind.TURNED_RED:
+        return f"RED {where}: {event.culprit or 'no detail'}"
+    if event.kind is EventKind.RECOVERED:
+        return f"RECOVERED {where} after {event.seconds_red or 0:.0f}s red"
+    return f"COULD NOT MEASURE {where} for {event.rounds} rounds: {event.culprit or 'no detail'}"
+
+
+def _gate(ns: argparse.Namespace, *, out: TextIO, err: TextIO) -> ExitStatus:
+    from e2etests.watch import gate
+
+    request = gate.GateRequest(ns.watcher, ns.node, ns.drained_at, ns.timeout)
+    return gate.run_gate(request, out=out, err=err)
+
+
 def _sweep(argv: Sequence[str]) -> int:
     # The sweeper belongs to the core harness; imported late so `e2etests run` never pays for it.
     from e2etests import sweep
@@ -433,10 +618,14 @@ def main(
         if raw[:1] == ["sweep"]:
             return _sweep(raw[1:])
         ns = build_parser().parse_args(ours)
+        if ns.command in ("clouds", "watch", "gate") and pytest_args:
+            raise UsageError(f"'{ns.command}' takes no pytest arguments")
         if ns.command == "clouds":
-            if pytest_args:
-                raise UsageError("'clouds' takes no pytest arguments")
             return int(_clouds(ns, out=out))
+        if ns.command == "watch":
+            return int(_watch(ns, out=out, err=err))
+        if ns.command == "gate":
+            return int(_gate(ns, out=out, err=err))
         return int(
             _run(ns, pytest_args, out=out, err=err, environ=environ, pytest_main=pytest_main)
         )

@@ -1,0 +1,439 @@
+"""The watch loop: every cloud's checks on a schedule, in one long-lived process.
+
+Per cloud (a *lane*): the cheap MQ checks every ``interval``, a canary boot every
+``boot_every`` (the first boots staggered across clouds) and at once after a drain. A lane
+runs one round at a time, on a bounded pool of daemon threads. When a round is due while the
+previous one still runs, it waits while that round is within its budget; past the budget,
+each due check is recorded as "could not measure" (the round overran), so nothing is skipped
+silently. A late result still lands when its round ends: it is a real observation.
+
+The scheduler does nothing slow itself: :meth:`Watcher.tick` decides what is due and hands
+rounds to the pool, so tests drive it with a hand-set clock and fake checks, and
+``/healthz`` tells a stuck scheduler from a slow cloud.
+
+On stop (SIGTERM, Ctrl-C) no new round or check starts; a running boot stops booting and
+deletes its server (the check functions delete in ``finally``); :meth:`Watcher.shutdown`
+waits for that within a bound, after which the process may exit: the threads are daemons,
+and the next watcher sweeps what a cut-off delete left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from e2etests.booting import CANARY, LIFECYCLE
+from e2etests.checks import CheckOutcome, Status
+from e2etests.checks.mq import CONSUMERS, HEARTBEATS, RPC_PING
+from e2etests.config import CloudTarget
+from e2etests.redact import message
+from e2etests.waiting import Clock, Deadline
+from e2etests.watch.state import DrainMark, Event, GateView, Thresholds, WatchState
+
+__all__ = [
+    "DEFAULT_BOOT_EVERY",
+    "DEFAULT_INTERVAL",
+    "WATCH_RUN_ID",
+    "Plan",
+    "Runner",
+    "Schedule",
+    "Watcher",
+    "plan_for",
+]
+
+DEFAULT_INTERVAL = 30.0
+DEFAULT_BOOT_EVERY = 300.0
+#: The run id of every watcher's canaries: stable, so a restarted watcher finds what a
+#: killed one left (two watchers of the same cloud would sweep each other's canaries).
+WATCH_RUN_ID = "watch"
+#: Seconds a round may take beyond its checks' own bounds (connections, the verify phase).
+ROUND_MARGIN = 30.0
+#: Upper bound of round threads: each holds SDK connections.
+MAX_THREADS = 32
+#: Seconds the start-up sweep of a cloud may add to its first round.
+SWEEP_BUDGET = 90.0
+#: Shortest pause of the scheduler, seconds.
+MIN_PAUSE = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What the watcher runs on one cloud."""
+
+    cloud: str
+    #: the checks of every round
+    cheap: tuple[str, ...]
+    #: the check that boots a server
+    boot: str
+    #: seconds a drain's grace window stays open: rounds in it may take that much longer
+    grace: float = 0.0
+    #: seconds a boot may take, its delete included
+    boot_budget: float = 180.0
+    quarantine: str | None = None
+
+    @property
+    def checks(self) -> tuple[str, ...]:
+        return (*self.cheap, self.boot)
+
+
+def plan_for(target: CloudTarget) -> Plan:
+    """A cloud's checks from its settings, the way ``e2etests clouds`` lists them."""
+    s = target.settings
+    if s.mq is None:
+        return Plan(
+            target.id,
+            (),
+            LIFECYCLE,
+            boot_budget=s.boot_timeout + s.delete_timeout + ROUND_MARGIN,
+            quarantine=s.quarantine,
+        )
+    cheap = [HEARTBEATS]
+    if s.mq.rabbitmq is not None:
+        cheap.append(CONSUMERS)
+    if s.mq.transport_url is not None:
+        cheap.append(RPC_PING)
+    return Plan(
+        target.id,
+        tuple(cheap),
+        CANARY,
+        grace=s.mq.grace,
+        boot_budget=s.mq.canary_deadline + s.delete_timeout + ROUND_MARGIN,
+        quarantine=s.quarantine,
+    )
+
+
+class Runner(Protocol):
+    """Runs one check on one cloud; the real one calls :mod:`e2etests.checks`."""
+
+    def run(
+        self,
+        cloud: str,
+        check: str,
+        *,
+        drained_at: dt.datetime | None,
+        stop: threading.Event,
+    ) -> CheckOutcome: ...
+
+    def sweep(self, cloud: str) -> list[str]:
+        """Delete what an earlier watcher left on ``cloud``; one line per thing done."""
+        ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    interval: float = DEFAULT_INTERVAL
+    boot_every: float = DEFAULT_BOOT_EVERY
+    #: seconds :meth:`Watcher.shutdown` gives running rounds to finish their deletes
+    stop_within: float = 25.0
+
+
+@dataclasses.dataclass
+class _Round:
+    checks: tuple[str, ...]
+    #: when it was handed to the pool: a round waiting for a thread is already late
+    queued: float
+    budget: float
+    started: float | None = None
+
+
+@dataclasses.dataclass
+class _Lane:
+    plan: Plan
+    next_cheap: float
+    next_boot: float
+    drained_at: dt.datetime | None = None
+    swept: bool = False
+    running: _Round | None = None
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
+class Watcher:
+    """The loop: :meth:`run` until :meth:`stop`, then :meth:`shutdown`.
+
+    ``clock`` is monotonic (every schedule and budget), ``wall`` tells the grace window
+    apart (drain times are wall-clock). ``notify`` gets each transition; ``observe`` each
+    outcome (the metrics' boot histogram); ``log`` one line per thing worth a log line.
+    """
+
+    def __init__(
+        self,
+        plans: Sequence[Plan],
+        runner: Runner,
+        *,
+        schedule: Schedule | None = None,
+        thresholds: Thresholds | None = None,
+        clock: Clock = time.monotonic,
+        wall: Callable[[], dt.datetime] = _utcnow,
+        notify: Callable[[Event], None] | None = None,
+        observe: Callable[[CheckOutcome], None] | None = None,
+        log: Callable[[str], None] = _log,
+        threads: int | None = None,
+        run_id: str = WATCH_RUN_ID,
+    ) -> None:
+        self.schedule = schedule or Schedule()
+        self.runner = runner
+        self.clock = clock
+        self.wall = wall
+        self.run_id = run_id
+        self.notify = notify
+        self.observe = observe
+        self._log = log
+        self.state = WatchState(thresholds)
+        self.stopping = threading.Event()
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        now = clock()
+        self.started_at = now
+        self._last_tick = now
+        self.lanes: dict[str, _Lane] = {}
+        count = max(len(plans), 1)
+        for i, plan in enumerate(sorted(plans, key=lambda p: p.cloud)):
+            # Staggered so a fleet's boots (and API calls) do not all land at once.
+            self.lanes[plan.cloud] = _Lane(
+                plan,
+                next_cheap=now + self.schedule.interval * i / count,
+                next_boot=now + self.schedule.boot_every * i / count,
+            )
+            for check in plan.cheap:
+                self.state.add(
+                    plan.cloud,
+                    check,
+                    period=self.schedule.interval,
+                    at=now,
+                    quarantine=plan.quarantine,
+                )
+            self.state.add(
+                plan.cloud,
+                plan.boot,
+                period=self.schedule.boot_every,
+                boots=True,
+                at=now,
+                quarantine=plan.quarantine,
+            )
+        self._queue: queue.SimpleQueue[tuple[_Lane, _Round] | None] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"watch-{i}", daemon=True)
+            for i in range(min(threads or len(plans) or 1, MAX_THREADS))
+        ]
+        self._started_threads = False
+
+    # -- the schedule ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Tick until :meth:`stop`; every wait ends early on a drain event or a stop."""
+        self.start_threads()
+        while not self.stopping.is_set():
+            pause = self.tick()
+            self._wake.wait(pause)
+            self._wake.clear()
+
+    def start_threads(self) -> None:
+        if not self._started_threads:
+            self._started_threads = True
+            for thread in self._threads:
+                thread.start()
+
+    def tick(self) -> float:
+        """Hand every due round to the pool; the seconds until the next is due."""
+        overran: list[CheckOutcome] = []
+        now = self.clock()
+        with self._lock:
+            self._last_tick = now
+            if self.stopping.is_set():
+                return 0.0
+            for lane in self.lanes.values():
+                overran += self._plan_lane(lane, now)
+            soonest = min((self._next_look(lane) for lane in self.lanes.values()), default=now)
+        for outcome in overran:
+            self._record(outcome, started=now)
+        # A floor, so a float that lands a hair early never spins the loop.
+        return min(max(soonest - now, MIN_PAUSE), self.schedule.interval)
+
+    def _next_look(self, lane: _Lane) -> float:
+        due = min(lane.next_cheap, lane.next_boot)
+        if lane.running is None:
+            return due
+        # A round's end wakes the loop; until then only its overrun matters.
+        return max(due, lane.running.queued + lane.running.budget)
+
+    def _plan_lane(self, lane: _Lane, now: float) -> list[CheckOutcome]:
+        cheap, boot = now >= lane.next_cheap, now >= lane.next_boot
+        if not (cheap or boot):
+            return []
+        plan = lane.plan
+        # The cheap checks come first also in a boot round: fresh even while a boot is slow.
+        due = (*plan.cheap, *((plan.boot,) if boot else ()))
+        if cheap:
+            lane.next_cheap = now + self.schedule.interval
+        if boot:
+            lane.next_boot = now + self.schedule.boot_every
+        running = lane.running
+        if running is not None:
+            late = now - running.queued
+            if late <= running.budget:
+                # Within its budget: the due checks wait for it (their time stays due).
+                if cheap:
+                    lane.next_cheap = now
+                if boot:
+                    lane.next_boot = now
+                return []
+            why = (
+                f"{plan.cloud}: the round started {late:.0f}s ago is still running "
+                f"(budget {running.budget:.0f}s): could not measure this round"
+            )
+            return [CheckOutcome(c, plan.cloud, Status.COULD_NOT_RUN, culprit=why) for c in due]
+        if not due:
+            return []
+        lane.running = _Round(due, queued=now, budget=self._budget(lane, boot))
+        self._queue.put((lane, lane.running))
+        return []
+
+    def _budget(self, lane: _Lane, boot: bool) -> float:
+        budget = self.schedule.interval
+        if lane.drained_at is not None:
+            # Right after a drain the checks wait for recovery within the grace window.
+            open_for = lane.plan.grace - (self.wall() - lane.drained_at).total_seconds()
+            budget += max(0.0, open_for) + (ROUND_MARGIN if open_for > 0 else 0.0)
+        if boot:
+            budget += lane.plan.boot_budget
+        if not lane.swept:
+            budget += SWEEP_BUDGET
+        return budget
+
+    # -- the rounds -----------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            lane, round_ = item
+            try:
+                self.run_round(lane, round_)
+            finally:
+                with self._lock:
+                    lane.running = None
+                self._wake.set()
+
+    def run_round(self, lane: _Lane, round_: _Round) -> None:
+        """Run one round's checks in order (in a pool thread; tests call it directly)."""
+        started = self.clock()
+        with self._lock:
+            round_.started = started
+            drained_at = lane.drained_at
+        cloud = lane.plan.cloud
+        if not lane.swept and not self.stopping.is_set():
+            lane.swept = True
+            self._sweep(cloud)
+        for check in round_.checks:
+            if self.stopping.is_set():
+                return  # a check not begun is not begun: no new boot after a stop
+            outcome = self._run_check(cloud, check, drained_at)
+            self._record(outcome, started=started)
+
+    def _sweep(self, cloud: str) -> None:
+        try:
+            lines = self.runner.sweep(cloud)
+        except Exception as exc:  # a failed sweep must not stop the watch; it is said
+            lines = [f"{cloud}: sweep failed: {message(exc)[:250]}"]
+        for line in lines:
+            self._log(line)
+
+    def _run_check(self, cloud: str, check: str, drained_at: dt.datetime | None) -> CheckOutcome:
+        started = self.clock()
+        try:
+            return self.runner.run(cloud, check, drained_at=drained_at, stop=self.stopping)
+        except Exception as exc:  # a bug or a surprise is "could not measure", not a dead lane
+            return CheckOutcome(
+                check,
+                cloud,
+                Status.COULD_NOT_RUN,
+                culprit=f"{cloud}: {check} could not run: {message(exc)[:300]}",
+                seconds=self.clock() - started,
+            )
+
+    def _record(self, outcome: CheckOutcome, *, started: float) -> None:
+        with self._lock:
+            at = self.clock()
+            events = self.state.record(outcome, started=started, at=at)
+        if self.observe is not None:
+            self.observe(outcome)
+        for event in events:
+            if self.notify is not None:
+                self.notify(event)
+
+    # -- what the endpoints ask -----------------------------------------------------------
+
+    def drain(self, node: str, drained_at: dt.datetime) -> DrainMark:
+        """A drain: every cloud's next round boots at once and judges within its window."""
+        with self._lock:
+            mark = self.state.drain(node, drained_at, at=self.clock())
+            for lane in self.lanes.values():
+                lane.drained_at = drained_at
+                lane.next_cheap = lane.next_boot = mark.heard_at
+        self._wake.set()
+        return mark
+
+    def gate(self) -> GateView:
+        with self._lock:
+            return self.state.gate(self.clock())
+
+    def snapshot(self, fn: Callable[[WatchState, float], object]) -> object:
+        """``fn(state, now)`` under the lock: a consistent view for /status and /metrics."""
+        with self._lock:
+            return fn(self.state, self.clock())
+
+    def health(self) -> list[str]:
+        """Why the loop itself is not alive; empty when it is."""
+        limit = 3 * self.schedule.interval
+        with self._lock:
+            now = self.clock()
+            problems = []
+            if now - self._last_tick > limit:
+                problems.append(f"the schedule has not run for {now - self._last_tick:.0f}s")
+            for lane in self.lanes.values():
+                r = lane.running
+                if r is not None and now - r.queued > r.budget + limit:
+                    problems.append(
+                        f"{lane.plan.cloud}: a round has run for {now - r.queued:.0f}s "
+                        f"(budget {r.budget:.0f}s)"
+                    )
+                elif r is None and now - min(lane.next_cheap, lane.next_boot) > limit:
+                    overdue = now - min(lane.next_cheap, lane.next_boot)
+                    problems.append(f"{lane.plan.cloud}: a round is {overdue:.0f}s overdue")
+        return problems
+
+    # -- stopping -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Safe from a signal handler: sets two events, nothing else."""
+        self.stopping.set()
+        self._wake.set()
+
+    def shutdown(self) -> list[str]:
+        """After :meth:`stop`: wait, within ``stop_within``, for the running rounds (their
+        deletes); the clouds whose round was still running at the bound."""
+        deadline = Deadline.after(self.schedule.stop_within, self.clock)
+        for _ in self._threads:
+            self._queue.put(None)
+        if self._started_threads:
+            for thread in self._threads:
+                thread.join(deadline.remaining())
+        with self._lock:
+            return sorted(
+                lane.plan.cloud
+                for lane in self.lanes.values()
+                if lane.running is not None and lane.running.started is not None
+            )

@@ -1,0 +1,154 @@
+"""The watcher's checks on real clouds: :mod:`e2etests.checks` on connections kept open.
+
+One :class:`~e2etests.cloud.Cloud` per target, so Keystone tokens are reused across rounds
+(keystoneauth renews them when they expire). A cloud that could not be reached is opened
+afresh next round: ``Cloud`` remembers a failed connect for good, which suits one run but not
+a watcher that must see the cloud come back. A refused password is not retried: asking again
+with it every round could lock the account.
+
+The MQ probe of a cloud is kept across rounds and rebuilt with the new drain time after a
+drain event, so the checks window their judgement as ``after-drain`` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from e2etests import sweep
+from e2etests.booting import CANARY, LIFECYCLE
+from e2etests.checks import CheckOutcome, Status
+from e2etests.checks.lifecycle import check_lifecycle
+from e2etests.checks.mq import (
+    CONSUMERS,
+    HEARTBEATS,
+    RPC_PING,
+    check_canary,
+    check_consumers,
+    check_heartbeats,
+    check_rpc_ping,
+    probe_for,
+)
+from e2etests.cloud import Cloud
+from e2etests.config import CloudTarget
+from e2etests.errors import CouldNotRun
+from e2etests.lifecycle import run_prefix
+from e2etests.mq.probe import MQProbe
+from e2etests.redact import redact_line
+
+__all__ = ["CloudRunner"]
+
+_CHEAP: dict[str, Callable[[MQProbe], CheckOutcome]] = {
+    HEARTBEATS: check_heartbeats,
+    CONSUMERS: check_consumers,
+    RPC_PING: check_rpc_ping,
+}
+
+#: Seconds the start-up sweep waits for each cloud's deletes.
+SWEEP_TIMEOUT = 60.0
+
+
+@dataclasses.dataclass
+class _Kept:
+    cloud: Cloud
+    probe: MQProbe | None = None
+    drained_at: dt.datetime | None = None
+    probe_built: bool = False
+
+
+class CloudRunner:
+    """Runs the watcher's checks; one lane (thread) at a time per cloud, so no locking."""
+
+    def __init__(self, targets: Sequence[CloudTarget], *, run_id: str) -> None:
+        self.run_id = run_id
+        self._kept = {t.id: _Kept(Cloud(t)) for t in targets}
+
+    def _probe(self, kept: _Kept, drained_at: dt.datetime | None, stop: threading.Event) -> MQProbe:
+        if not kept.probe_built or kept.drained_at != drained_at:
+            kept.probe = probe_for(kept.cloud, drained_at)
+            kept.drained_at, kept.probe_built = drained_at, True
+            if kept.probe is not None:
+                kept.probe.sleep = _stoppable_sleep(stop)
+        if kept.probe is None:
+            raise CouldNotRun(f"{kept.cloud.id}: no e2etests.mq block")
+        return kept.probe
+
+    def server_name(self, cloud: Cloud) -> str:
+        # Unique per boot: a canary's lost create is looked up by its name.
+        return f"{run_prefix(self.run_id)}{cloud.slug}-{secrets.token_hex(3)}"
+
+    def run(
+        self, cloud: str, check: str, *, drained_at: dt.datetime | None, stop: threading.Event
+    ) -> CheckOutcome:
+        kept = self._kept[cloud]
+        started = time.monotonic()
+        try:
+            outcome = self._run(kept, check, drained_at, stop)
+        except CouldNotRun as exc:
+            outcome = CheckOutcome(
+                check,
+                cloud,
+                Status.COULD_NOT_RUN,
+                culprit=str(exc),
+                seconds=time.monotonic() - started,
+            )
+        if outcome.unreachable is not None and not outcome.misconfigured:
+            kept.cloud.close()
+            kept.cloud = Cloud(kept.cloud.target)
+            kept.probe_built = False
+        return outcome
+
+    def _run(
+        self, kept: _Kept, check: str, drained_at: dt.datetime | None, stop: threading.Event
+    ) -> CheckOutcome:
+        cloud = kept.cloud
+        if check == LIFECYCLE:
+            return check_lifecycle(
+                cloud, name=self.server_name(cloud), run_id=self.run_id, stop=stop
+            )
+        probe = self._probe(kept, drained_at, stop)
+        if check == CANARY:
+            return check_canary(
+                cloud, probe, name=self.server_name(cloud), run_id=self.run_id, stop=stop
+            )
+        return _CHEAP[check](probe)
+
+    def sweep(self, cloud: str) -> list[str]:
+        """Delete this watcher's canaries a killed watcher left: prefix, mark and run id, as
+        ``e2etests sweep`` selects them, of any age (no watcher of this run id runs now)."""
+        out, err = io.StringIO(), io.StringIO()
+        sweep.main(
+            [
+                "--clouds",
+                cloud,
+                "--run-id",
+                self.run_id,
+                "--older-than",
+                "0s",
+                "--timeout",
+                f"{SWEEP_TIMEOUT:g}s",
+            ],
+            out=out,
+            err=err,
+        )
+        lines = (out.getvalue() + err.getvalue()).splitlines()
+        return [redact_line(line) for line in lines if line.strip()]
+
+    def close(self) -> None:
+        for kept in self._kept.values():
+            kept.cloud.close()
+
+
+def _stoppable_sleep(stop: threading.Event) -> Callable[[float], None]:
+    """A sleep that ends the probe's wait when the watcher stops (no server is at stake)."""
+
+    def pause(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise CouldNotRun("the watcher is stopping")
+
+    return pause
