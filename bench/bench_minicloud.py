@@ -23,7 +23,11 @@ import openstack
 
 ROOT = Path(__file__).resolve().parent.parent
 MINICLOUD = ROOT / "ci" / "minicloud"
-HOME = Path(os.environ.get("MINICLOUD_HOME", Path.home() / ".cache" / "e2etests-minicloud"))
+sys.path.insert(0, str(MINICLOUD))
+
+from layout import Layout  # noqa: E402 -- after the path tweak
+
+HOME = Layout.default().home
 
 
 def minicloud(*args: str, home: Path = HOME) -> float:

@@ -16,6 +16,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 MINICLOUD = ROOT / "ci" / "minicloud"
+sys.path.insert(0, str(MINICLOUD))
+
+from layout import COMPUTE_HOST, Layout  # noqa: E402 -- the test cloud's own, after the path tweak
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ class Minicloud:
 
     home: Path
     clouds_yaml: Path
-    compute_host: str = "mc-compute1"
+    compute_host: str = COMPUTE_HOST
 
     def run(self, *args: str, timeout: float = 600) -> str:
         proc = subprocess.run(
@@ -55,10 +58,10 @@ def minicloud() -> Iterator[Minicloud]:
     Held with a lock on ``$MINICLOUD_HOME/tests.lock``: fault tests of two sessions at once
     would break each other's cloud, so a second session waits (at most 30 min) for the first.
     """
-    env = os.environ.get("MINICLOUD_HOME")
-    home = Path(env) if env else Path.home() / ".cache" / "e2etests-minicloud"
+    lay = Layout.default()
+    home = lay.home
     home.mkdir(parents=True, exist_ok=True)
-    cloud = Minicloud(home=home, clouds_yaml=home / "clouds.yaml")
+    cloud = Minicloud(home=home, clouds_yaml=lay.clouds_yaml)
     with (home / "tests.lock").open("a+") as lock:
         _lock(lock, timeout=1800)
         try:

@@ -26,7 +26,7 @@ def proxy_command(lay: Layout, command: str) -> str:
     with socket.socket(socket.AF_UNIX) as sock:
         sock.settimeout(10)
         try:
-            sock.connect(str(lay.run / "amqproxy.sock"))
+            sock.connect(str(lay.proxy_control))
         except OSError as exc:
             raise MinicloudError("the AMQP fault proxy is not running; run `up` first") from exc
         sock.sendall(command.encode() + b"\n")
@@ -56,7 +56,7 @@ def fault(lay: Layout, args: argparse.Namespace) -> None:
         cloud.start_one(lay, "rabbitmq")
         print(f"broker restarted after an outage of {args.outage:g} s")
     else:  # disable-compute / enable-compute
-        cloud._bootstrap(lay, kind.split("-")[0], timeout=60)
+        cloud.set_compute(lay, enabled=kind == "enable-compute")
         print(f"{kind}: done")
 
 

@@ -8,6 +8,7 @@ enable the compute service, a fault control).
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import subprocess
@@ -22,7 +23,8 @@ import openstack
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from configs import COMPUTE_HOST, REGION, url  # noqa: E402
+from configs import REGION, url  # noqa: E402
+from layout import COMPUTE_HOST  # noqa: E402
 
 SERVICES = {  # catalog entries: service name -> (type, url)
     "nova": ("compute", url("nova-api", "/v2.1")),
@@ -136,13 +138,23 @@ def warm_neutron(conn: Any) -> None:
     )
 
 
-def wait_compute(conn: Any, home: Path) -> None:
+def reported_within(service: Any, seconds: float) -> bool:
+    # Nova writes the heartbeat in UTC without a zone, from this same machine's clock.
+    last = dt.datetime.fromisoformat(str(service.updated_at)).replace(tzinfo=dt.UTC)
+    return dt.datetime.now(dt.UTC) - last <= dt.timedelta(seconds=seconds)
+
+
+def wait_compute(conn: Any, home: Path, recent: float | None = None) -> None:
+    """Until nova-compute is up (and, given `recent`, reported that recently) and mapped."""
     log = str(home / "logs/nova-compute.log")
     warm_neutron(conn)
 
     def compute_up() -> bool:
         return any(
-            s.binary == "nova-compute" and s.host == COMPUTE_HOST and s.state == "up"
+            s.binary == "nova-compute"
+            and s.host == COMPUTE_HOST
+            and s.state == "up"
+            and (recent is None or reported_within(s, recent))
             for s in conn.compute.services()
         )
 
@@ -183,6 +195,9 @@ def main() -> None:
         "phase", choices=["identity", "resources", "wait-compute", "enable", "disable"]
     )
     parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument(
+        "--reported-within", type=float, help="wait-compute: the heartbeat's greatest age"
+    )
     args = parser.parse_args()
     conn = connect(args.home)
     if args.phase == "identity":
@@ -190,7 +205,7 @@ def main() -> None:
     elif args.phase == "resources":
         resources(conn, args.home)
     elif args.phase == "wait-compute":
-        wait_compute(conn, args.home)
+        wait_compute(conn, args.home, args.reported_within)
     else:
         set_compute(conn, args.phase == "enable")
 

@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets as pysecrets
 import shutil
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import configs
+import installer
 import procs
 from configs import PORTS, PROXIED, url
-from layout import HERE, Layout, MinicloudError, PortBusy, requirements
+from layout import COMPUTE_HOST, HERE, Layout, MinicloudError, PortBusy
 
 SECRET_NAMES = (
     "admin",
@@ -35,20 +38,84 @@ SECRET_NAMES = (
 TEST_CLOUDS = {"minicloud-a": "e2e-a", "minicloud-b": "e2e-b"}
 DATABASES = ("keystone", "placement", "glance", "nova_api", "nova", "nova_cell0", "neutron")
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+REPORT_INTERVAL = 10  # nova's default, which the test cloud keeps: seconds between heartbeats
 
 
 def log(message: str) -> None:
     print(f"minicloud: {message}", flush=True)
 
 
+# What `up` reports its time on; bench/bench_minicloud_start.py reads the line.
+PHASES = ("packages", "venvs", "schemas", "bootstrap", "services")
+
+
+class Split:
+    """Where `up` spends its time.
+
+    `phase` charges the wall time `up` itself waits on, a nested phase pausing the one
+    around it, so the phases add up to the total. `alongside` times work that runs in
+    another thread meanwhile, which only costs `up` what it waits for it at the end.
+    """
+
+    def __init__(self) -> None:
+        self.spent = dict.fromkeys(PHASES, 0.0)
+        self.alongside_spent: dict[str, float] = {}
+        self._current: str | None = None
+        self._since = time.monotonic()
+        self._lock = threading.Lock()
+
+    def _charge(self) -> None:
+        now = time.monotonic()
+        if self._current is not None:
+            self.spent[self._current] += now - self._since
+        self._since = now
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        outer = self._current
+        self._charge()
+        self._current = name
+        try:
+            yield
+        finally:
+            self._charge()
+            self._current = outer
+
+    @contextlib.contextmanager
+    def alongside(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._lock:
+                spent = self.alongside_spent.get(name, 0.0) + time.monotonic() - started
+                self.alongside_spent[name] = spent
+
+    def line(self, total: float) -> str:
+        parts = [f"{name} {spent:.1f} s" for name, spent in self.spent.items()]
+        text = ", ".join([*parts, f"other {total - sum(self.spent.values()):.1f} s"])
+        if self.alongside_spent:
+            aside = ", ".join(f"{n} {s:.1f} s" for n, s in self.alongside_spent.items())
+            text += f"; alongside: {aside}"
+        return text
+
+
+# Start order: a stage starts once the one before it is ready, and `down` stops them in
+# reverse, so no service outlives what it depends on (nor waits on it being gone).
+STAGES = ("infra", "api", "workers")
+
+
 @dataclass
 class Service:
     name: str
+    stage: str
     argv: Callable[[], Sequence[str | Path]]
     port: int | None = None
     ready: Callable[[], bool] | None = None
     env: dict[str, str] = field(default_factory=dict)
     timeout: float = 60.0
+    #: Services of the same stage that must be ready before this one starts.
+    after: tuple[str, ...] = ()
 
 
 def load_secrets(lay: Layout) -> dict[str, str]:
@@ -143,6 +210,10 @@ def services(lay: Layout, secrets: dict[str, str]) -> list[Service]:
     def api(port: str) -> Callable[[], bool]:
         return lambda: procs.http_ok(url(port, "/"))
 
+    # Keystone first: a fresh deploy creates the catalog, users and projects as soon as it
+    # answers, while the other APIs start.
+    behind_keystone = ("keystone",)
+
     def consuming(queue: str) -> Callable[[], bool]:
         # A nova service consumes its queue once init_host is done. Until then a restarted
         # nova-compute still shows "up" (its last heartbeat is seconds old), yet errors out
@@ -152,6 +223,7 @@ def services(lay: Layout, secrets: dict[str, str]) -> list[Service]:
     return [
         Service(
             "epmd",
+            "infra",
             lambda: ["epmd", "-port", str(PORTS["epmd"]), "-address", "127.0.0.1"],
             PORTS["epmd"],
             lambda: procs.port_open(PORTS["epmd"]),
@@ -159,6 +231,7 @@ def services(lay: Layout, secrets: dict[str, str]) -> list[Service]:
         ),
         Service(
             "mariadb",
+            "infra",
             lambda: [
                 shutil.which("mariadbd") or "mariadbd",
                 "--no-defaults",
@@ -184,6 +257,7 @@ def services(lay: Layout, secrets: dict[str, str]) -> list[Service]:
         ),
         Service(
             "rabbitmq",
+            "infra",
             lambda: [str(RABBIT_BIN / "rabbitmq-server")],
             PORTS["rabbitmq"],
             _rabbit_ready(secrets["rabbit"]),
@@ -192,21 +266,23 @@ def services(lay: Layout, secrets: dict[str, str]) -> list[Service]:
         ),
         Service(
             "amqproxy",
+            "infra",
             lambda: [
                 sys.executable,
                 str(HERE / "amqproxy.py"),
                 "--upstream-port",
                 str(PORTS["rabbitmq"]),
                 "--control",
-                str(lay.run / "amqproxy.sock"),
+                str(lay.proxy_control),
                 *[f"--listen={s}={PORTS['amqp-' + s]}" for s in PROXIED],
             ],
             PORTS["amqp-nova-compute"],
-            lambda: (lay.run / "amqproxy.sock").exists(),
+            lambda: lay.proxy_control.exists(),
             timeout=10,
         ),
         Service(
             "keystone",
+            "api",
             _uwsgi(lay, "openstack", "keystone", "keystone.wsgi.api:application"),
             PORTS["keystone"],
             api("keystone"),
@@ -214,13 +290,16 @@ def services(lay: Layout, secrets: dict[str, str]) -> list[Service]:
         ),
         Service(
             "placement",
+            "api",
             _uwsgi(lay, "openstack", "placement", "placement.wsgi.api:application"),
             PORTS["placement"],
             api("placement"),
             env={"OS_PLACEMENT_CONFIG_DIR": str(lay.etc / "placement")},
+            after=behind_keystone,
         ),
         Service(
             "glance",
+            "api",
             _uwsgi(
                 lay,
                 "openstack",
@@ -232,30 +311,39 @@ def services(lay: Layout, secrets: dict[str, str]) -> list[Service]:
             PORTS["glance"],
             api("glance"),
             env={"OS_GLANCE_CONFIG_DIR": str(lay.etc / "glance")},
+            after=behind_keystone,
         ),
         Service(
             "nova-api",
+            "api",
             _uwsgi(lay, "openstack", "nova-api", "nova.wsgi.osapi_compute:application"),
             PORTS["nova-api"],
             api("nova-api"),
             env={"OS_NOVA_CONFIG_DIR": str(lay.etc / "nova")},
+            after=behind_keystone,
         ),
         Service(
             "neutron",
+            "api",
             _uwsgi(lay, "neutron", "neutron", "neutron.wsgi.api:application"),
             PORTS["neutron"],
             api("neutron"),
             env={"OS_NEUTRON_CONFIG_DIR": str(lay.etc / "neutron")},
             timeout=90,
+            after=behind_keystone,
         ),
-        Service("nova-conductor", nova("nova-conductor"), None, consuming("conductor")),
-        Service("nova-scheduler", nova("nova-scheduler"), None, consuming("scheduler")),
+        Service("nova-conductor", "workers", nova("nova-conductor"), None, consuming("conductor")),
+        Service("nova-scheduler", "workers", nova("nova-scheduler"), None, consuming("scheduler")),
         Service(
             "nova-compute",
+            "workers",
             nova("nova-compute"),
             None,
-            consuming(f"compute.{configs.COMPUTE_HOST}"),
+            consuming(f"compute.{COMPUTE_HOST}"),
             timeout=90,
+            # Once the conductor consumes: a nova-compute that starts first waits out a
+            # 10 s RPC timeout before it retries.
+            after=("nova-conductor", "nova-scheduler"),
         ),
     ]
 
@@ -311,35 +399,6 @@ def ensure_packages() -> None:
         subprocess.run(["epmd", "-kill"], capture_output=True, env=env, check=False, timeout=10)
 
 
-def ensure_venvs(lay: Layout) -> None:
-    """Create the service venvs in parallel; reuse them while their pins are unchanged."""
-    jobs: list[tuple[str, subprocess.Popen[bytes]]] = []
-    for name in ("openstack", "neutron"):
-        reqs, digest = requirements(name)
-        # Resolved: the venv's scripts carry its path in their shebangs.
-        venv = lay.venv(name).resolve()
-        stamp = venv / ".minicloud-requirements"
-        if stamp.exists() and stamp.read_text() == digest:
-            continue
-        log(f"creating the {name} venv in {venv}")
-        shutil.rmtree(venv, ignore_errors=True)
-        extra = f" {HERE / 'ml2'}" if name == "neutron" else ""
-        script = (
-            f"set -e; {sys.executable} -m venv {venv}; "
-            f"{venv}/bin/pip install -q --disable-pip-version-check -r {reqs}{extra}; "
-            f"rm -rf {HERE / 'ml2/build'} {HERE / 'ml2'}/*.egg-info; "
-            f"printf %s {digest} > {stamp}"
-        )
-        lay.logs.mkdir(parents=True, exist_ok=True)
-        out = lay.log(f"venv-{name}").open("wb")
-        jobs.append((name, subprocess.Popen(["bash", "-c", script], stdout=out, stderr=out)))
-    for name, job in jobs:
-        if job.wait(timeout=900) != 0:
-            raise MinicloudError(
-                f"pip install for the {name} venv failed; see {lay.log('venv-' + name)}"
-            )
-
-
 # --- deploy -------------------------------------------------------------------------------
 
 
@@ -353,6 +412,59 @@ def _start(lay: Layout, batch: list[Service]) -> None:
             procs.wait_for(lay, svc.name, svc.ready, svc.timeout)
 
 
+def stage_of(svcs: Sequence[Service], stage: str) -> list[Service]:
+    if stage not in STAGES:
+        raise MinicloudError(f"unknown stage {stage!r}; valid: {', '.join(STAGES)}")
+    return [s for s in svcs if s.stage == stage]
+
+
+def waves(members: Sequence[Service]) -> list[list[Service]]:
+    """One stage's services in start order: each wave once the one before it is ready."""
+    ready: set[str] = set()
+    pending = list(members)
+    out: list[list[Service]] = []
+    while pending:
+        wave = [s for s in pending if ready.issuperset(s.after)]
+        if not wave:
+            raise MinicloudError(
+                f"services {', '.join(s.name for s in pending)} wait on one another or on "
+                "a service outside their stage"
+            )
+        out.append(wave)
+        ready.update(s.name for s in wave)
+        pending = [s for s in pending if s.name not in ready]
+    return out
+
+
+def start_stage(
+    lay: Layout,
+    svcs: Sequence[Service],
+    stage: str,
+    on_ready: Mapping[str, Callable[[], None]] | None = None,
+) -> None:
+    """Start a stage wave by wave.
+
+    `on_ready[name]` runs once that service is ready, in a thread alongside the stage's
+    later waves; the stage is done when they are ready and it has returned.
+    """
+    todo = on_ready or {}
+    with ThreadPoolExecutor(max(1, len(todo))) as pool:
+        hooks = []
+        for wave in waves(stage_of(svcs, stage)):
+            _start(lay, wave)
+            hooks += [pool.submit(todo[s.name]) for s in wave if s.name in todo]
+        for hook in hooks:
+            hook.result()
+
+
+def stop_stage(lay: Layout, svcs: Sequence[Service], stage: str) -> None:
+    names = [s.name for s in stage_of(svcs, stage)]
+    # All at once: each stop may wait out its SIGKILL bound, and they do not depend on
+    # one another within a stage.
+    with ThreadPoolExecutor(max(1, len(names))) as pool:
+        list(pool.map(lambda n: procs.stop(lay, n), names))
+
+
 def _sql(lay: Layout, statement: str) -> None:
     procs.run(
         lay,
@@ -363,99 +475,102 @@ def _sql(lay: Layout, statement: str) -> None:
 
 def _schemas(lay: Layout, secrets: dict[str, str]) -> None:
     """Create every schema; the services' migrations are independent, so run them at once."""
-    osv, neu = lay.venv("openstack") / "bin", lay.venv("neutron") / "bin"
     nova_conf = ["--config-file", str(lay.etc / "nova/nova.conf")]
     keystone_env = {"OS_KEYSTONE_CONFIG_DIR": str(lay.etc / "keystone")}
     kconf = ["--config-file", str(lay.etc / "keystone/keystone.conf")]
-    chains: dict[str, list[list[str | Path]]] = {
-        "keystone": [
-            [osv / "keystone-manage", *kconf, "db_sync"],
+    owner = ["--keystone-user", "root", "--keystone-group", "root"]
+    # Per project: its venv, its manage command and that command's runs, in order.
+    chains: dict[str, tuple[str, str, list[list[str]]]] = {
+        "keystone": (
+            "openstack",
+            "keystone-manage",
             [
-                osv / "keystone-manage",
-                *kconf,
-                "fernet_setup",
-                "--keystone-user",
-                "root",
-                "--keystone-group",
-                "root",
+                [*kconf, "db_sync"],
+                [*kconf, "fernet_setup", *owner],
+                [*kconf, "credential_setup", *owner],
+                [
+                    *kconf,
+                    "bootstrap",
+                    "--bootstrap-password",
+                    secrets["admin"],
+                    "--bootstrap-admin-url",
+                    url("keystone", "/v3"),
+                    "--bootstrap-internal-url",
+                    url("keystone", "/v3"),
+                    "--bootstrap-public-url",
+                    url("keystone", "/v3"),
+                    "--bootstrap-region-id",
+                    configs.REGION,
+                ],
             ],
+        ),
+        "placement": (
+            "openstack",
+            "placement-manage",
+            [["--config-file", str(lay.etc / "placement/placement.conf"), "db", "sync"]],
+        ),
+        "glance": (
+            "openstack",
+            "glance-manage",
+            [["--config-file", str(lay.etc / "glance/glance-api.conf"), "db_sync"]],
+        ),
+        "nova": (
+            "openstack",
+            "nova-manage",
             [
-                osv / "keystone-manage",
-                *kconf,
-                "credential_setup",
-                "--keystone-user",
-                "root",
-                "--keystone-group",
-                "root",
+                [*nova_conf, "api_db", "sync"],
+                [
+                    *nova_conf,
+                    "cell_v2",
+                    "map_cell0",
+                    "--database_connection",
+                    configs.db_url(secrets, "nova_cell0"),
+                ],
+                [*nova_conf, "cell_v2", "create_cell", "--name", "cell1"],
+                [*nova_conf, "db", "sync"],
             ],
+        ),
+        "neutron": (
+            "neutron",
+            "neutron-db-manage",
             [
-                osv / "keystone-manage",
-                *kconf,
-                "bootstrap",
-                "--bootstrap-password",
-                secrets["admin"],
-                "--bootstrap-admin-url",
-                url("keystone", "/v3"),
-                "--bootstrap-internal-url",
-                url("keystone", "/v3"),
-                "--bootstrap-public-url",
-                url("keystone", "/v3"),
-                "--bootstrap-region-id",
-                configs.REGION,
+                [
+                    "--config-file",
+                    str(lay.etc / "neutron/neutron.conf"),
+                    "--config-file",
+                    str(lay.etc / "neutron/plugins/ml2/ml2_conf.ini"),
+                    "upgrade",
+                    "heads",
+                ]
             ],
-        ],
-        "placement": [
-            [
-                osv / "placement-manage",
-                "--config-file",
-                lay.etc / "placement/placement.conf",
-                "db",
-                "sync",
-            ]
-        ],
-        "glance": [
-            [osv / "glance-manage", "--config-file", lay.etc / "glance/glance-api.conf", "db_sync"]
-        ],
-        "nova": [
-            [osv / "nova-manage", *nova_conf, "api_db", "sync"],
-            [
-                osv / "nova-manage",
-                *nova_conf,
-                "cell_v2",
-                "map_cell0",
-                "--database_connection",
-                configs.db_url(secrets, "nova_cell0"),
-            ],
-            [osv / "nova-manage", *nova_conf, "cell_v2", "create_cell", "--name", "cell1"],
-            [osv / "nova-manage", *nova_conf, "db", "sync"],
-        ],
-        "neutron": [
-            [
-                neu / "neutron-db-manage",
-                "--config-file",
-                lay.etc / "neutron/neutron.conf",
-                "--config-file",
-                lay.etc / "neutron/plugins/ml2/ml2_conf.ini",
-                "upgrade",
-                "heads",
-            ]
-        ],
+        ),
     }
 
     def chain(name: str) -> None:
-        for argv in chains[name]:
-            procs.run(lay, f"{name} schema", argv, env=keystone_env)
+        venv, script, runs = chains[name]
+        if len(runs) == 1:
+            argv: list[str | Path] = [lay.venv(venv) / "bin" / script, *runs[0]]
+        else:
+            argv = [lay.venv(venv) / "bin/python", HERE / "forkrun.py", script, json.dumps(runs)]
+        procs.run(lay, f"{name} schema", argv, env=keystone_env)
 
     with ThreadPoolExecutor(len(chains)) as pool:
         for future in [pool.submit(chain, name) for name in chains]:
             future.result()
 
 
-def _bootstrap(lay: Layout, phase: str, timeout: float = 300) -> None:
+def _bootstrap(lay: Layout, phase: str, *extra: str, timeout: float = 300) -> None:
     procs.run(
         lay,
         f"bootstrap {phase}",
-        [lay.venv("openstack") / "bin/python", HERE / "bootstrap.py", phase, "--home", lay.home],
+        [
+            lay.venv("openstack") / "bin/python",
+            HERE / "bootstrap.py",
+            phase,
+            "--home",
+            lay.home,
+            *extra,
+        ],
         timeout=timeout,
     )
 
@@ -552,27 +667,38 @@ def up(lay: Layout) -> None:
         write_clouds_yaml(lay, load_secrets(lay))  # cheap, and follows changes to its format
         log(f"already up ({len(pids)} processes); clouds.yaml: {lay.clouds_yaml}")
         return
+    split = Split()
     if any(pids.values()):
         log("partly running: restarting everything")
         down(lay, quiet=True)
-    ensure_packages()
-    ensure_venvs(lay)
-    try:
-        _deploy(lay)
-    except PortBusy:
-        raise
-    except MinicloudError as exc:
-        if not _deployed_current(lay):
+    with split.phase("packages"):
+        ensure_packages()
+    with ThreadPoolExecutor(1) as pool:
+        # The infra stage needs no venv: it starts while they are built.
+        venvs = pool.submit(_timed, split, "venvs", lambda: installer.ensure_venvs(lay, log))
+        try:
+            _deploy(lay, split, venvs)
+        except (PortBusy, installer.InstallFailed):
             raise
-        # Data left by a killed run can be beyond a restart (a torn database, say); it is
-        # a test cloud, so start it over rather than make the caller clean up by hand.
-        log(f"restart on existing data failed ({exc}); deploying from scratch")
-        lay.bootstrapped.unlink()
-        _deploy(lay)
-    log(f"up in {time.monotonic() - started:.0f} s; clouds.yaml: {lay.clouds_yaml}")
+        except MinicloudError as exc:
+            if not _deployed_current(lay):
+                raise
+            # Data left by a killed run can be beyond a restart (a torn database, say); it
+            # is a test cloud, so start it over rather than make the caller clean up by hand.
+            log(f"restart on existing data failed ({exc}); deploying from scratch")
+            lay.bootstrapped.unlink()
+            _deploy(lay, split, venvs)
+    total = time.monotonic() - started
+    log(f"time split: {split.line(total)}")
+    log(f"up in {total:.0f} s; clouds.yaml: {lay.clouds_yaml}")
 
 
-def _deploy(lay: Layout) -> None:
+def _timed(split: Split, name: str, work: Callable[[], None]) -> None:
+    with split.alongside(name):
+        work()
+
+
+def _deploy(lay: Layout, split: Split, venvs: Future[None]) -> None:
     try:
         secrets = load_secrets(lay)
         fresh = not _deployed_current(lay)
@@ -582,44 +708,59 @@ def _deploy(lay: Layout) -> None:
                 shutil.rmtree(lay.data / sub, ignore_errors=True)
         configs.write_all(lay, secrets)
         if fresh:
-            procs.run(
-                lay,
-                "mariadb-install-db",
-                [
+            with split.phase("schemas"):
+                procs.run(
+                    lay,
                     "mariadb-install-db",
-                    "--no-defaults",
-                    f"--datadir={lay.data / 'mariadb'}",
-                    "--user=root",
-                    "--auth-root-authentication-method=socket",
-                    "--skip-test-db",
-                ],
-            )
-        table = {s.name: s for s in services(lay, secrets)}
-        _start(lay, [table[n] for n in ("epmd", "mariadb", "rabbitmq", "amqproxy")])
+                    [
+                        "mariadb-install-db",
+                        "--no-defaults",
+                        f"--datadir={lay.data / 'mariadb'}",
+                        "--user=root",
+                        "--auth-root-authentication-method=socket",
+                        "--skip-test-db",
+                    ],
+                )
+        svcs = services(lay, secrets)
+        with split.phase("services"):
+            start_stage(lay, svcs, "infra")
+        with split.phase("venvs"):
+            venvs.result()
+        configs.write_paste_configs(lay)
         if fresh:
             log("creating databases and schemas")
-            _sql(
-                lay,
-                "".join(f"CREATE DATABASE IF NOT EXISTS {db};" for db in DATABASES)
-                + f"CREATE USER IF NOT EXISTS 'openstack'@'%' IDENTIFIED BY '{secrets['db']}';"
-                "GRANT ALL PRIVILEGES ON *.* TO 'openstack'@'%';",
-            )
-            _schemas(lay, secrets)
-        _start(lay, [table["keystone"]])
-        if fresh:
+            with split.phase("schemas"):
+                _sql(
+                    lay,
+                    "".join(f"CREATE DATABASE IF NOT EXISTS {db};" for db in DATABASES)
+                    + f"CREATE USER IF NOT EXISTS 'openstack'@'%' IDENTIFIED BY '{secrets['db']}';"
+                    "GRANT ALL PRIVILEGES ON *.* TO 'openstack'@'%';",
+                )
+                _schemas(lay, secrets)
+
+        # Alongside the services that start after them: nothing those need at start-up
+        # is made here, only what requests will need.
+        def identity() -> None:
             log("creating users, projects and the catalog")
-            _bootstrap(lay, "identity")
-        _start(lay, [table[n] for n in ("placement", "glance", "nova-api", "neutron")])
-        _start(lay, [table[n] for n in ("nova-conductor", "nova-scheduler")])
-        # After the conductor consumes: a nova-compute that starts first waits out a 10 s
-        # RPC timeout before it retries.
-        _start(lay, [table["nova-compute"]])
-        write_clouds_yaml(lay, secrets)
-        if fresh:
+            with split.alongside("bootstrap"):
+                _bootstrap(lay, "identity")
+
+        def resources() -> None:
             log("creating the flavor, image and network")
-            _bootstrap(lay, "resources")
+            with split.alongside("bootstrap"):
+                _bootstrap(lay, "resources")
+
+        with split.phase("services"):
+            start_stage(lay, svcs, "api", on_ready={"keystone": identity} if fresh else None)
+        write_clouds_yaml(lay, secrets)
+        with split.phase("services"), ThreadPoolExecutor(1) as pool:
+            made = pool.submit(resources) if fresh else None
+            start_stage(lay, svcs, "workers")
+            if made is not None:
+                made.result()
         log("waiting for nova-compute to report up and its hypervisor to be mapped")
-        _bootstrap(lay, "wait-compute", timeout=180)
+        with split.phase("services"):
+            _bootstrap(lay, "wait-compute", timeout=180)
         lay.bootstrapped.write_text(DEPLOY_FORMAT + "\n")
     except (MinicloudError, KeyboardInterrupt):
         down(lay, quiet=True)
@@ -630,21 +771,26 @@ def wait_healthy(lay: Layout, timeout: float = 150) -> None:
     """Until every nova RPC queue has a consumer and nova-compute reports up again."""
     secret = load_secrets(lay)["rabbit"]
     deadline = time.monotonic() + timeout
-    for queue in ("conductor", "scheduler", f"compute.{configs.COMPUTE_HOST}"):
+    for queue in ("conductor", "scheduler", f"compute.{COMPUTE_HOST}"):
         consumed = _consuming(secret, queue)
         procs.wait_for(lay, "rabbitmq", consumed, max(1.0, deadline - time.monotonic()))
-    _bootstrap(lay, "wait-compute", timeout=max(1.0, deadline - time.monotonic()))
+    # "up" holds for a minute on the last heartbeat, while a report lost to a broker
+    # restart (sent before the conductor's queue is back) waits out a 60 s RPC timeout:
+    # only a heartbeat younger than two report intervals shows that reports get through.
+    _bootstrap(
+        lay,
+        "wait-compute",
+        "--reported-within",
+        str(2 * REPORT_INTERVAL),
+        timeout=max(1.0, deadline - time.monotonic()),
+    )
 
 
 def down(lay: Layout, quiet: bool = False) -> None:
-    names = service_names(lay)
-    # Stop the nova services first so their shutdown does not wait on a missing broker.
-    with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda n: procs.stop(lay, n), names[-3:]))
-        list(pool.map(lambda n: procs.stop(lay, n), names[4:-3]))
-    for name in reversed(names[:4]):
-        procs.stop(lay, name)
-    (lay.run / "amqproxy.sock").unlink(missing_ok=True)
+    svcs = services(lay, dict.fromkeys(SECRET_NAMES, ""))
+    for stage in reversed(STAGES):
+        stop_stage(lay, svcs, stage)
+    lay.proxy_control.unlink(missing_ok=True)
     if not quiet:
         log("down: no test-cloud process left")
 
@@ -652,6 +798,11 @@ def down(lay: Layout, quiet: bool = False) -> None:
 def start_one(lay: Layout, name: str) -> None:
     table = {s.name: s for s in services(lay, load_secrets(lay))}
     _start(lay, [table[name]])
+
+
+def set_compute(lay: Layout, enabled: bool) -> None:
+    """Enable or disable the compute service in Nova (a fault control)."""
+    _bootstrap(lay, "enable" if enabled else "disable", timeout=60)
 
 
 def status(lay: Layout) -> int:

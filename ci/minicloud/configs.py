@@ -7,13 +7,10 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from layout import Layout
+from layout import COMPUTE_HOST, Layout
 
 REGION = "RegionOne"
-COMPUTE_HOST = "mc-compute1"
 
 # Below the kernel's ephemeral range (32768+), so an outgoing connection never holds one.
 PORTS = {
@@ -83,7 +80,7 @@ def rabbit_password_hash(password: str) -> str:
 
 
 def write_all(lay: Layout, secrets: dict[str, str]) -> None:
-    """Write every config; cheap and deterministic apart from the RabbitMQ salt."""
+    """Write every config but the paste files; cheap, deterministic but for RabbitMQ's salt."""
     etc, data, run = lay.etc, lay.data, lay.run
     files: dict[Path, str] = {}
 
@@ -237,12 +234,6 @@ def write_all(lay: Layout, secrets: dict[str, str]) -> None:
             continue  # keep the salted hashes stable across runs
         path.write_text(text)
         path.chmod(0o600)
-    for venv, names in (
-        (lay.venv("openstack"), ("nova/api-paste.ini", "glance/glance-api-paste.ini")),
-        (lay.venv("neutron"), ("neutron/api-paste.ini",)),
-    ):
-        for name in names:
-            (etc / name).write_text((venv / "etc" / name).read_text())
     for sub in (
         "nova/lock",
         "glance/images",
@@ -256,3 +247,13 @@ def write_all(lay: Layout, secrets: dict[str, str]) -> None:
     ):
         (data / sub).mkdir(parents=True, exist_ok=True)
     run.mkdir(parents=True, exist_ok=True)
+
+
+def write_paste_configs(lay: Layout) -> None:
+    """The APIs' paste pipelines, as their packages ship them: once the venvs exist."""
+    for venv, names in (
+        (lay.venv("openstack"), ("nova/api-paste.ini", "glance/glance-api-paste.ini")),
+        (lay.venv("neutron"), ("neutron/api-paste.ini",)),
+    ):
+        for name in names:
+            (lay.etc / name).write_text((venv / "etc" / name).read_text())

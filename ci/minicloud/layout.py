@@ -9,6 +9,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
+# The host name every nova service registers under: the compute queue is compute.<host>.
+COMPUTE_HOST = "mc-compute1"
+
 
 class MinicloudError(Exception):
     """One line for the operator: what failed and which log to read."""
@@ -54,6 +57,16 @@ class Layout:
     @property
     def bootstrapped(self) -> Path:
         return self.data / "bootstrapped"
+
+    @property
+    def proxy_control(self) -> Path:
+        """The AMQP fault proxy's control socket."""
+        return self.run / "amqproxy.sock"
+
+    @property
+    def tools(self) -> Path:
+        """Installers fetched for building the venvs (uv)."""
+        return self.home / "tools"
 
     def venv(self, name: str) -> Path:
         return self.home / "venvs" / name

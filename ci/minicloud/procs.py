@@ -17,6 +17,17 @@ from pathlib import Path
 from layout import Layout, MinicloudError
 
 
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a test-cloud process.
+
+    Bytecode writing stays on even where the caller turned it off: uv builds the venvs
+    without bytecode (compiling every file costs more than a whole deploy), so each
+    process compiles what it imports and keeps it for the next start.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    return {**env, **(extra or {})}
+
+
 def _start_time(pid: int) -> str | None:
     """The kernel's start tick of a PID: a reused PID has a different one."""
     try:
@@ -53,7 +64,7 @@ def start(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env=child_env(env),
             cwd=lay.home,
             start_new_session=True,  # its own process group, so stop() reaches every child
         )
@@ -159,20 +170,23 @@ def run(
     """Run a one-shot command, logging to logs/setup.log; fail with one clear line."""
     lay.logs.mkdir(parents=True, exist_ok=True)
     log = lay.log("setup")
+    started = time.monotonic()
     try:
         proc = subprocess.run(
             [str(a) for a in argv],
             capture_output=True,
             text=True,
             timeout=timeout,
-            env={**os.environ, **(env or {})},
+            env=child_env(env),
             cwd=lay.home,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise MinicloudError(f"{what} timed out after {timeout:.0f} s; see {log}") from exc
     with log.open("a") as out:
-        out.write(f"### {what}: {' '.join(str(a) for a in argv[:3])} ... rc={proc.returncode}\n")
+        head = " ".join(str(a) for a in argv[:3])
+        took = time.monotonic() - started
+        out.write(f"### {what}: {head} ... rc={proc.returncode} in {took:.1f} s\n")
         out.write(proc.stdout[-20000:])
         out.write(proc.stderr[-20000:])
     if proc.returncode != 0:

@@ -187,14 +187,15 @@ def test_compute_broker_moved_is_red_naming_its_queue_then_green_after_heal(
     healed.append("nova-compute")
     minicloud.fault("broker-moved", "nova-compute")
     run = run_suite(minicloud, tmp_path)
+    host = minicloud.compute_host
     consumers = run["mq.consumers"]
     assert consumers.outcome == "failed"
-    assert consumers.culprit.startswith("queue compute.mc-compute1 has 0 consumers")
-    assert consumers.culprit.endswith("nova-compute on mc-compute1 is not consuming")
+    assert consumers.culprit.startswith(f"queue compute.{host} has 0 consumers")
+    assert consumers.culprit.endswith(f"nova-compute on {host} is not consuming")
     canary = run["mq.canary"]
     assert canary.outcome == "failed"
     assert "stuck in BUILD" in canary.culprit
-    assert "queue compute.mc-compute1 has 0 consumers" in canary.culprit
+    assert f"queue compute.{host} has 0 consumers" in canary.culprit
     for secret in secrets(minicloud):
         assert secret not in run.output
     minicloud.fault("heal", "nova-compute")
@@ -212,7 +213,7 @@ def test_scheduler_broker_moved_is_red_naming_the_scheduler(
     consumers = run["mq.consumers"]
     assert consumers.outcome == "failed"
     assert "queue scheduler" in consumers.culprit
-    assert "nova-scheduler on mc-compute1 is not consuming" in consumers.culprit
+    assert f"nova-scheduler on {minicloud.compute_host} is not consuming" in consumers.culprit
     assert run["mq.rpc_ping"].outcome == "failed"
     assert "nova-scheduler" in run["mq.rpc_ping"].culprit
     minicloud.fault("heal", "nova-scheduler")
@@ -228,7 +229,9 @@ def test_wedged_conductor_is_red_naming_the_conductor(
     run = run_suite(minicloud, tmp_path, "-k", "rpc_ping")
     ping = run["mq.rpc_ping"]
     assert ping.outcome == "failed"
-    assert ping.culprit.startswith("nova-conductor on mc-compute1 does not answer the RPC ping")
+    assert ping.culprit.startswith(
+        f"nova-conductor on {minicloud.compute_host} does not answer the RPC ping"
+    )
     assert run.seconds < 60
     minicloud.fault("heal", "nova-conductor")
     healed.clear()

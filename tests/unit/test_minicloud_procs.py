@@ -1,17 +1,26 @@
-"""Process control of the test cloud: stop by PID reaches every child, with a bound."""
+"""The test cloud's process control (stop by PID reaches every child, with a bound), its
+stages, and how its venvs are built."""
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
+import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "ci" / "minicloud"))
 
+import cloud
+import installer
 import procs
+from layout import HERE as MINICLOUD
 from layout import Layout, MinicloudError
 
 # A parent that ignores SIGTERM and leaves a child in its process group.
@@ -82,3 +91,163 @@ def test_wait_for_names_the_service_and_its_log(tmp_path: Path) -> None:
     procs.start(lay, "quitter", [sys.executable, "-c", "pass"])
     with pytest.raises(MinicloudError, match=r"quitter exited during start-up; see .*quitter\.log"):
         procs.wait_for(lay, "quitter", lambda: False, timeout=10)
+
+
+# --- stages ---------------------------------------------------------------------------
+
+
+def names(batch: list[cloud.Service]) -> list[str]:
+    return [s.name for s in batch]
+
+
+def all_services(tmp_path: Path) -> list[cloud.Service]:
+    return cloud.services(Layout(tmp_path), dict.fromkeys(cloud.SECRET_NAMES, ""))
+
+
+def test_every_service_has_a_declared_stage(tmp_path: Path) -> None:
+    svcs = all_services(tmp_path)
+    assert {s.stage for s in svcs} == set(cloud.STAGES)
+    assert cloud.service_names(Layout(tmp_path)) == names(svcs)
+
+
+def test_stages_start_wave_by_wave_in_dependency_order(tmp_path: Path) -> None:
+    svcs = all_services(tmp_path)
+    order = [names(w) for stage in cloud.STAGES for w in cloud.waves(cloud.stage_of(svcs, stage))]
+    assert order == [
+        ["epmd", "mariadb", "rabbitmq", "amqproxy"],
+        ["keystone"],
+        ["placement", "glance", "nova-api", "neutron"],
+        ["nova-conductor", "nova-scheduler"],
+        ["nova-compute"],
+    ]
+
+
+def test_a_wave_cannot_wait_on_itself_or_another_stage() -> None:
+    def svc(name: str, *after: str) -> cloud.Service:
+        return cloud.Service(name, "api", lambda: [], after=after)
+
+    with pytest.raises(MinicloudError, match="a, b wait on one another"):
+        cloud.waves([svc("a", "b"), svc("b", "a")])
+    with pytest.raises(MinicloudError, match="outside their stage"):
+        cloud.waves([svc("a"), svc("c", "mariadb")])
+    with pytest.raises(MinicloudError, match="unknown stage 'bogus'"):
+        cloud.stage_of([], "bogus")
+
+
+def test_down_stops_stages_in_reverse_each_stage_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spans: dict[str, tuple[float, float]] = {}
+
+    def fake_stop(lay: Layout, name: str, grace: float = 15.0) -> bool:
+        started = time.monotonic()
+        time.sleep(0.2)
+        spans[name] = (started, time.monotonic())
+        return True
+
+    monkeypatch.setattr(procs, "stop", fake_stop)
+    cloud.down(Layout(tmp_path), quiet=True)
+    svcs = all_services(tmp_path)
+    assert set(spans) == set(names(svcs))
+    by_stage = [names(cloud.stage_of(svcs, stage)) for stage in reversed(cloud.STAGES)]
+    for earlier, later in itertools.pairwise(by_stage):
+        assert max(spans[n][1] for n in earlier) <= min(spans[n][0] for n in later)
+    for stage in by_stage:  # together: all of a stage's stops overlap
+        assert max(spans[n][0] for n in stage) < min(spans[n][1] for n in stage)
+
+
+def test_the_time_split_adds_up_and_pauses_the_outer_phase() -> None:
+    split = cloud.Split()
+    started = time.monotonic()
+    with split.phase("services"):
+        time.sleep(0.05)
+        with split.phase("bootstrap"):
+            time.sleep(0.1)
+    with split.alongside("venvs"):
+        time.sleep(0.05)
+    total = time.monotonic() - started
+    assert split.spent["bootstrap"] >= 0.1
+    assert 0.05 <= split.spent["services"] < 0.1
+    line = split.line(total)
+    assert line.startswith("packages 0.0 s, venvs 0.0 s, schemas 0.0 s, bootstrap 0.1 s")
+    assert line.endswith("; alongside: venvs 0.1 s")
+
+
+# --- venvs ----------------------------------------------------------------------------
+
+
+def test_pips_index_settings_become_uvs_with_pips_precedence() -> None:
+    listing = "\n".join(
+        [
+            ":env:.cert='/etc/ssl/certs/ca-certificates.crt'",
+            ":env:.default-timeout='180'",
+            ":env:.find-links='/opt/wheels'",
+            "global.constraint='/etc/xdg/pip/constraints.txt'",
+            "global.extra-index-url='file:///opt/pypi/simple file:///opt/pypi-more/simple'",
+            "global.find-links='/ignored/env/wins'",
+            "global.index-url='https://global.example/simple'",
+            "install.index-url='https://install.example/simple'",
+            "global.no_cache_dir='true'",
+            "garbage line",
+        ]
+    )
+    opts = installer.pip_config_to_uv(listing)
+    assert opts.args == (
+        "--index-url",
+        "https://install.example/simple",
+        "--extra-index-url",
+        "file:///opt/pypi/simple",
+        "--extra-index-url",
+        "file:///opt/pypi-more/simple",
+        "--find-links",
+        "/opt/wheels",
+        "--constraint",
+        "/etc/xdg/pip/constraints.txt",
+        "--index-strategy",
+        "unsafe-best-match",
+    )
+    assert opts.env == {
+        "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt",
+        "UV_HTTP_TIMEOUT": "180",
+    }
+
+
+def test_without_pip_settings_uv_still_picks_versions_as_pip_does() -> None:
+    opts = installer.pip_config_to_uv("")
+    assert opts.args == ("--index-strategy", "unsafe-best-match")
+    assert opts.env == {}
+
+
+def test_forkrun_runs_each_command_line_and_stops_at_the_first_failure(tmp_path: Path) -> None:
+    runner = [sys.executable, str(MINICLOUD / "forkrun.py"), "pytest"]
+    ok = subprocess.run(
+        [*runner, json.dumps([["--version"], ["--version"]])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert (ok.stdout + ok.stderr).count("pytest ") == 2
+    bad = subprocess.run(
+        [*runner, json.dumps([["--no-such-option"], ["--version"]])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert bad.returncode != 0
+    assert "forkrun: pytest --no-such-option exited with" in bad.stderr
+    assert "pytest " not in bad.stdout
+
+
+def test_wait_healthy_wants_a_heartbeat_younger_than_its_bound() -> None:
+    import bootstrap  # imports openstacksdk: only here
+
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+    def service(age: float) -> SimpleNamespace:
+        return SimpleNamespace(updated_at=(now - dt.timedelta(seconds=age)).isoformat())
+
+    assert bootstrap.reported_within(service(3), 2 * cloud.REPORT_INTERVAL)
+    assert not bootstrap.reported_within(service(45), 2 * cloud.REPORT_INTERVAL)
