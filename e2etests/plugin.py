@@ -47,6 +47,7 @@ __all__ = [
     "parse_drained_at",
     "parse_run_id",
     "runs_the_boot",
+    "selected_checks",
 ]
 
 _PARAM = "_e2e_cloud"
@@ -289,6 +290,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         # keeping it out of every later garbage collection saves about 0.25 s of CPU per
         # process, a third of a one-cloud run (bench/bench_lifecycle.py).
         gc.freeze()
+
+
+def selected_checks(config: pytest.Config, target: CloudTarget) -> set[str]:
+    """The checks of ``target`` this run selected (after -k, -m and config skips)."""
+    return set(config.stash.get(_SELECTED_KEY, {}).get(target.id, set()))
 
 
 def runs_the_boot(config: pytest.Config, target: CloudTarget, check: str) -> bool:

@@ -23,7 +23,14 @@ import tenacity
 from e2etests import retry
 from e2etests.errors import ConfigError, CouldNotRun
 from e2etests.mq import verdict as judge
-from e2etests.mq.observations import CanaryObs, ExpectedQueue, QueueObs, QueueSample, ServiceObs
+from e2etests.mq.observations import (
+    CanaryObs,
+    ExpectedQueue,
+    PingObs,
+    QueueObs,
+    QueueSample,
+    ServiceObs,
+)
 from e2etests.mq.rabbit import BrokerError, ManagementAPI
 from e2etests.mq.rpcping import PingError, PingTarget, ping
 from e2etests.mq.services import observe_services, read_clock_offset
@@ -96,6 +103,9 @@ class MQProbe:
     _first_reports: dict[str, dt.datetime | None] = dataclasses.field(
         default_factory=dict, repr=False
     )
+    #: Per ``<topic>.<host>``: observations in a row where the server missed its ping while
+    #: its queue had a consumer (see :meth:`pings`).
+    _deaf: dict[str, int] = dataclasses.field(default_factory=dict, repr=False)
     #: The deadline of the wait the current thread's observation serves.
     _wait: threading.local = dataclasses.field(default_factory=threading.local, repr=False)
 
@@ -345,9 +355,35 @@ class MQProbe:
                     transient=exc.transient,
                     misconfigured=not exc.transient,
                 ) from None
-            return judge.judge_pings(observed, window, self.now())
+            now = self.now()
+            wedged = self._wedged(observed) if window.is_open(now) else set()
+            return judge.judge_pings(observed, window, now, wedged=wedged)
 
         return self._observe("mq.rpc_ping", look)
+
+    #: Observations in a row a server must miss its ping while holding its queue before it
+    #: counts as wedged inside the window: one miss can be a ping that met a consumer the
+    #: broker has not yet dropped.
+    WEDGED_AFTER = 2
+
+    def _wedged(self, observed: Sequence[PingObs]) -> set[str]:
+        """Queues of servers that missed their pings in a row while holding a consumer."""
+        rabbit = self.settings.rabbitmq
+        missed = [p for p in observed if not p.ok]
+        if rabbit is None or not missed:
+            self._deaf.clear()
+            return set()
+        queues = [
+            ExpectedQueue(f"{p.topic}.{p.host}", rabbit.vhost, p.binary, (p.host,)) for p in missed
+        ]
+        try:
+            samples = self._sample_once(queues)
+        except CheckError:
+            return set()  # the consumer check says why; the pings wait the window out
+        held = {q.name for q, s in zip(queues, samples, strict=True) if s.exists and s.consumers}
+        with self._lock:
+            self._deaf = {name: self._deaf.get(name, 0) + 1 for name in held}
+            return {name for name, count in self._deaf.items() if count >= self.WEDGED_AFTER}
 
     # -- memory -------------------------------------------------------------------------------
 

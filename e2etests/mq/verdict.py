@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from e2etests.mq.observations import (
     CanaryObs,
@@ -135,18 +135,25 @@ def _verdict(
     evidence: Iterable[str],
     window: Window,
     now: dt.datetime,
+    *,
+    red_now: Iterable[str] = (),
 ) -> Verdict:
+    """``problems`` WAIT while the window is open, then are RED; ``red_now`` are RED at once:
+    problems that no reconnect can explain, so waiting the window out would only delay."""
     lines = tuple(problems)
+    red = tuple(Finding(Status.RED, line) for line in red_now)
     evidence = tuple(evidence)
-    if not lines:
+    if not lines and not red:
         return Verdict(check, Status.GREEN, evidence=evidence)
     if window.is_open(now):
         closes = window.closes
         assert closes is not None
         suffix = f" (within the grace window after {window.event}, until {stamp(closes)})"
-        findings = tuple(Finding(Status.WAIT, line + suffix) for line in lines)
-        return Verdict(check, Status.WAIT, findings, evidence, wait_until=closes)
-    findings = tuple(Finding(Status.RED, line) for line in lines)
+        waits = tuple(Finding(Status.WAIT, line + suffix) for line in lines)
+        if red:
+            return Verdict(check, Status.RED, red + waits, evidence)
+        return Verdict(check, Status.WAIT, waits, evidence, wait_until=closes)
+    findings = red + tuple(Finding(Status.RED, line) for line in lines)
     return Verdict(check, Status.RED, findings, evidence)
 
 
@@ -304,22 +311,38 @@ def judge_consumers(queues: Sequence[QueueObs], window: Window, now: dt.datetime
     return _verdict("mq.consumers", problems, map(_queue_evidence, queues), window, now)
 
 
-def judge_pings(pings: Sequence[PingObs], window: Window, now: dt.datetime) -> Verdict:
-    """Every RPC server answered its ping."""
+def judge_pings(
+    pings: Sequence[PingObs],
+    window: Window,
+    now: dt.datetime,
+    *,
+    wedged: Collection[str] = (),
+) -> Verdict:
+    """Every RPC server answered its ping.
+
+    ``wedged``: the ``<topic>.<host>`` queues of servers that kept a registered consumer while
+    missing their pings in a row. A server still reconnecting has no consumer yet; one that
+    holds its queue and does not answer is wedged, red at once, inside the window too.
+    """
     problems: list[str] = []
+    red: list[str] = []
     evidence: list[str] = []
     for ping in sorted(pings, key=lambda p: (upstream_first(p.binary), p.topic, p.host)):
         target = f"topic {ping.topic}, server {ping.host}"
         if ping.ok:
             evidence.append(f"{ping.label} answered the RPC ping in {ping.seconds:.2f} s")
+            continue
+        line = (
+            f"{ping.label} does not answer the RPC ping ({target}): "
+            f"{ping.error or 'no reply'} after {ping.seconds:.1f} s"
+        )
+        if f"{ping.topic}.{ping.host}" in wedged:
+            red.append(f"{line}; its queue {ping.topic}.{ping.host} has a consumer: wedged")
         else:
-            problems.append(
-                f"{ping.label} does not answer the RPC ping ({target}): "
-                f"{ping.error or 'no reply'} after {ping.seconds:.1f} s"
-            )
+            problems.append(line)
     if not pings:
         problems.append("no RPC server to ping: no enabled nova service has a known topic")
-    return _verdict("mq.rpc_ping", problems, evidence, window, now)
+    return _verdict("mq.rpc_ping", problems, evidence, window, now, red_now=red)
 
 
 def diagnose_canary(

@@ -24,16 +24,8 @@ from e2etests import sweep
 from e2etests.booting import CANARY, LIFECYCLE
 from e2etests.checks import CheckOutcome, Status
 from e2etests.checks.lifecycle import check_lifecycle
-from e2etests.checks.mq import (
-    CONSUMERS,
-    HEARTBEATS,
-    RPC_PING,
-    check_canary,
-    check_consumers,
-    check_heartbeats,
-    check_rpc_ping,
-    probe_for,
-)
+from e2etests.checks.mq import check_canary, probe_for
+from e2etests.checks.rounds import OBSERVATIONS
 from e2etests.cloud import Cloud
 from e2etests.config import CloudTarget
 from e2etests.errors import CouldNotRun
@@ -42,12 +34,6 @@ from e2etests.mq.probe import MQProbe
 from e2etests.redact import redact_line
 
 __all__ = ["CloudRunner"]
-
-_CHEAP: dict[str, Callable[[MQProbe], CheckOutcome]] = {
-    HEARTBEATS: check_heartbeats,
-    CONSUMERS: check_consumers,
-    RPC_PING: check_rpc_ping,
-}
 
 #: Seconds the start-up sweep waits for each cloud's deletes.
 SWEEP_TIMEOUT = 60.0
@@ -116,7 +102,7 @@ class CloudRunner:
             return check_canary(
                 cloud, probe, name=self.server_name(cloud), run_id=self.run_id, stop=stop
             )
-        return _CHEAP[check](probe)
+        return OBSERVATIONS[check](probe)
 
     def sweep(self, cloud: str) -> list[str]:
         """Delete this watcher's canaries a killed watcher left: prefix, mark and run id, as

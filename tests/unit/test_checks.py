@@ -112,3 +112,24 @@ def test_one_hierarchy_found_a_problem_and_could_not_run_are_distinct() -> None:
     assert ConfigError("x").misconfigured
     assert BrokerError("503", transient=True).transient
     assert str(CheckFailed("c: stuck", ["evidence"])) == "c: stuck\nevidence"
+
+
+def test_a_round_gives_each_check_its_own_outcome(down: Cloud) -> None:
+    import datetime as dt
+
+    from e2etests.checks.rounds import side_by_side
+
+    probe = probe_for(down, drained_at=dt.datetime.now(dt.UTC))
+    assert probe is not None
+    sleep = probe.sleep
+    found = side_by_side(
+        down,
+        probe,
+        checks={"mq.heartbeats", "mq.canary"},
+        canary_name="e2e-r1-down-canary",
+        run_id="r1",
+    )
+    assert sorted(found) == ["mq.canary", "mq.heartbeats"]
+    assert {o.check for o in found.values()} == {"mq.canary", "mq.heartbeats"}
+    assert all(o.status is Status.COULD_NOT_RUN for o in found.values())
+    assert probe.sleep is sleep  # the round's stoppable pause does not outlive it

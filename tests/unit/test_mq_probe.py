@@ -434,3 +434,23 @@ def test_the_memory_keeps_the_latest_non_green_verdict_per_check_across_threads(
     kept = mq.remembered()
     assert [v.check for v in kept] == sorted(f"mq.check{i}" for i in range(8))
     assert all(v.evidence == ("49",) for v in kept)
+
+
+def test_a_server_is_wedged_only_after_missing_pings_in_a_row_while_holding_its_queue(
+    standin: str, tmp_path: pathlib.Path
+) -> None:
+    from e2etests.mq.observations import PingObs
+
+    mq = probe(standin, tmp_path, Clocks(), window_open=True)
+    missed = [
+        PingObs("nova-conductor", "ctl", "conductor", False, 5.0, "MessagingTimeout"),
+        PingObs("nova-compute", "cmp1", "compute", False, 5.0, "MessagingTimeout"),
+    ]
+    # The compute's queue lost its consumer: reconnecting, never wedged.
+    StandIn.routes["/api/consumers/%2F"] = [{"queue": {"name": "conductor.ctl"}}]
+    StandIn.routes["/api/queues/%2F/compute.cmp1"] = {"consumers": 0}
+    assert mq._wedged(missed) == set()  # one miss can meet a consumer about to be dropped
+    assert mq._wedged(missed) == {"conductor.ctl"}
+    # An answer in between starts the count again.
+    assert mq._wedged(missed[1:]) == set()
+    assert mq._wedged(missed) == set()

@@ -354,6 +354,29 @@ def test_pings() -> None:
     assert judge_pings([], NO_DISTURBANCE, at(0)).status is Status.RED
 
 
+def test_a_server_that_holds_its_queue_and_does_not_answer_is_red_inside_the_window() -> None:
+    pings = [
+        PingObs("nova-compute", HOST, "compute", False, 5.0, "MessagingTimeout"),
+        PingObs("nova-conductor", CTL, "conductor", False, 5.0, "MessagingTimeout"),
+    ]
+    # Only the conductor kept its consumer: it is wedged, the compute may still reconnect.
+    verdict = judge_pings(pings, DRAIN, at(10), wedged={f"conductor.{CTL}"})
+    assert verdict.status is Status.RED
+    assert verdict.wait_until is None
+    assert verdict.culprit == (
+        "nova-conductor on mc-ctl does not answer the RPC ping (topic conductor, server mc-ctl): "
+        "MessagingTimeout after 5.0 s; its queue conductor.mc-ctl has a consumer: wedged"
+    )
+    waiting = [f for f in verdict.findings if f.status is Status.WAIT]
+    assert [f.line.split(" (")[0] for f in waiting] == [
+        "nova-compute on mc-compute1 does not answer the RPC ping"
+    ]
+    # After the window every miss is red, the wedged one first.
+    late = judge_pings(pings, DRAIN, at(100), wedged={f"conductor.{CTL}"})
+    assert [f.status for f in late.findings] == [Status.RED, Status.RED]
+    assert late.findings[0].line.endswith("wedged")
+
+
 # --- the canary diagnosis ----------------------------------------------------------------
 
 

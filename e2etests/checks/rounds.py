@@ -1,0 +1,82 @@
+"""One cloud's checks side by side: after a drain, nothing a check waits for is another's.
+
+The heartbeat, consumer and RPC-ping checks each wait out the same grace window, and the
+canary boots at once beside them (see ``check_canary(at_once=True)``), so the window is waited
+out once, not once per check. Each check still gives its own outcome with its own evidence;
+the canary's diagnosis sees what the others found, through the probe they share.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
+
+from e2etests.booting import CANARY
+from e2etests.checks.mq import (
+    CONSUMERS,
+    HEARTBEATS,
+    RPC_PING,
+    check_canary,
+    check_consumers,
+    check_heartbeats,
+    check_rpc_ping,
+)
+from e2etests.checks.outcome import CheckOutcome
+from e2etests.cloud import Cloud
+from e2etests.errors import CouldNotRun
+from e2etests.mq.probe import MQProbe
+
+__all__ = ["OBSERVATIONS", "ROUND_CHECKS", "side_by_side"]
+
+#: The cheap MQ checks, by name: each one observation of the probe, waiting in its window.
+OBSERVATIONS: dict[str, Callable[[MQProbe], CheckOutcome]] = {
+    HEARTBEATS: check_heartbeats,
+    CONSUMERS: check_consumers,
+    RPC_PING: check_rpc_ping,
+}
+#: The checks a round can run.
+ROUND_CHECKS = frozenset({*OBSERVATIONS, CANARY})
+
+
+def side_by_side(
+    cloud: Cloud,
+    probe: MQProbe,
+    *,
+    checks: Collection[str],
+    canary_name: str,
+    run_id: str,
+) -> dict[str, CheckOutcome]:
+    """The outcome of each of ``checks`` (a subset of :data:`ROUND_CHECKS`) on ``cloud``.
+
+    An interrupt (Ctrl-C, SIGTERM) stops the waits at their next pause and the canary's boot,
+    which deletes its server before the interrupt goes on.
+    """
+    stop = threading.Event()
+    sleep = probe.sleep
+
+    def pause(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise CouldNotRun(f"{cloud.id}: the run is stopping")
+
+    jobs: dict[str, Callable[[], CheckOutcome]] = {
+        name: functools.partial(observe, probe)
+        for name, observe in OBSERVATIONS.items()
+        if name in checks
+    }
+    if CANARY in checks:
+        jobs[CANARY] = lambda: check_canary(
+            cloud, probe, name=canary_name, run_id=run_id, stop=stop, at_once=True
+        )
+    probe.sleep = pause
+    try:
+        with ThreadPoolExecutor(max(1, len(jobs)), thread_name_prefix="e2e-round") as pool:
+            futures = {name: pool.submit(job) for name, job in jobs.items()}
+            try:
+                return {name: future.result() for name, future in futures.items()}
+            except BaseException:
+                stop.set()  # the pool's exit then waits for the canary's delete, not the window
+                raise
+    finally:
+        probe.sleep = sleep
