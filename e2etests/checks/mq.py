@@ -120,11 +120,6 @@ def check_rpc_ping(probe: MQProbe) -> CheckOutcome:
     return _observed(RPC_PING, probe, [lambda: probe.settled(probe.pings)])
 
 
-#: Nova's fault when the scheduler found no compute: while a compute is still reconnecting
-#: after a drain, that is the drain's doing, not yet the cloud's.
-NO_VALID_HOST = "No valid host"
-
-
 def check_canary(
     cloud: Cloud,
     probe: MQProbe,
@@ -132,59 +127,30 @@ def check_canary(
     name: str,
     run_id: str,
     stop: threading.Event | None = None,
-    at_once: bool = False,
 ) -> CheckOutcome:
     """A server boots within the canary deadline; if not, the other checks say why.
 
-    By default the boot waits until the services are back (within the grace window).
-    ``at_once`` (beside the other checks, see :mod:`e2etests.checks.rounds`): it boots now,
-    with a deadline that also lasts until the window closes, so a build message waiting for a
-    compute that is still reconnecting is picked up when it returns; a boot refused with "No
-    valid host" inside the window is tried once more after the services are back.
+    The boot waits until the services are back (within the grace window): a boot sent while
+    the broker is down loses its build message, and one sent while nova-compute is still
+    reported down fails with NoValidHost, both for the drain's sake, not the cloud's.
     """
     started = time.monotonic()
-    recovered = [probe.wait_recovered, lambda: Verdict(CANARY, Light.GREEN)]
-    if at_once:
-        outcome = _boot_canary(cloud, probe, name=name, run_id=run_id, stop=stop, at_once=True)
-        if not _refused_in_window(outcome, probe):
-            return outcome
-        waited = _observed(CANARY, probe, recovered)
-        if waited.status is not Status.PASSED:
-            return outcome  # still refused, and the services did not come back: say so
-        retry = _boot_canary(cloud, probe, name=f"{name}-2", run_id=run_id, stop=stop)
-        return dataclasses.replace(retry, seconds=time.monotonic() - started)
-    # Booting into a cloud that is still reconnecting fails for the wrong reason
-    # (NoValidHost while nova-compute is briefly down): wait the window out first.
-    waited = _observed(CANARY, probe, recovered)
+    waited = _observed(CANARY, probe, [probe.wait_recovered, lambda: Verdict(CANARY, Light.GREEN)])
     if waited.status is not Status.PASSED:
         return waited
     outcome = _boot_canary(cloud, probe, name=name, run_id=run_id, stop=stop)
     return dataclasses.replace(outcome, seconds=time.monotonic() - started)
 
 
-def _refused_in_window(outcome: CheckOutcome, probe: MQProbe) -> bool:
-    said = [outcome.culprit or "", *outcome.evidence]
-    refused = outcome.status is Status.FAILED and any(NO_VALID_HOST in line for line in said)
-    return refused and outcome.leak is None and probe.window().is_open(probe.now())
-
-
 def _boot_canary(
-    cloud: Cloud,
-    probe: MQProbe,
-    *,
-    name: str,
-    run_id: str,
-    stop: threading.Event | None,
-    at_once: bool = False,
+    cloud: Cloud, probe: MQProbe, *, name: str, run_id: str, stop: threading.Event | None
 ) -> CheckOutcome:
     deadline = probe.settings.canary_deadline
-    if at_once:
-        closes = probe.window().closes
-        if closes is not None:
-            deadline = max(deadline, (closes - probe.now()).total_seconds())
     settings = dataclasses.replace(cloud.settings, boot_timeout=deadline)
 
     def diagnose(lifecycle: Lifecycle, failure: CheckFailed) -> tuple[str, tuple[str, ...]]:
+        if stop is not None and stop.is_set():
+            return failure.culprit, ()  # stopped, not failed: nothing to explain
         last = lifecycle.transitions[-1] if lifecycle.transitions else None
         if last is None or last.status not in ("BUILD", "ERROR") or lifecycle.server_id is None:
             return failure.culprit, ()  # not a boot that hung or failed: nothing to join

@@ -1,9 +1,10 @@
 """One cloud's checks side by side: after a drain, nothing a check waits for is another's.
 
 The heartbeat, consumer and RPC-ping checks each wait out the same grace window, and the
-canary boots at once beside them (see ``check_canary(at_once=True)``), so the window is waited
-out once, not once per check. Each check still gives its own outcome with its own evidence;
-the canary's diagnosis sees what the others found, through the probe they share.
+canary waits for the services beside them, then boots, so the window is waited out once, not
+once per check; once one check is red, nothing waits any more. Each check still gives its own
+outcome with its own evidence; the canary's diagnosis sees what the others found, through the
+probe they share.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from e2etests.checks.mq import (
     check_heartbeats,
     check_rpc_ping,
 )
-from e2etests.checks.outcome import CheckOutcome
+from e2etests.checks.outcome import CheckOutcome, Status
 from e2etests.cloud import Cloud
 from e2etests.errors import CouldNotRun
 from e2etests.mq.probe import MQProbe
@@ -50,15 +51,36 @@ def side_by_side(
 ) -> dict[str, CheckOutcome]:
     """The outcome of each of ``checks`` (a subset of :data:`ROUND_CHECKS`) on ``cloud``.
 
-    An interrupt (Ctrl-C, SIGTERM) stops the waits at their next pause and the canary's boot,
-    which deletes its server before the interrupt goes on.
+    Red as soon as the evidence allows: once one check has failed, the cloud is red whatever
+    the others would find, so they stop at their next pause (the canary deletes its server)
+    and are reported skipped, "not waited for". An interrupt (Ctrl-C, SIGTERM) stops them the
+    same way and goes on once the canary's delete is done.
     """
     stop = threading.Event()
+    red: list[CheckOutcome] = []
     sleep = probe.sleep
 
     def pause(seconds: float) -> None:
         if stop.wait(seconds):
             raise CouldNotRun(f"{cloud.id}: the run is stopping")
+
+    def settled(name: str, job: Callable[[], CheckOutcome]) -> Callable[[], CheckOutcome]:
+        def run() -> CheckOutcome:
+            try:
+                outcome = job()
+            except CouldNotRun:
+                if not red:
+                    raise
+                return _not_waited(name, cloud.id, red[0])
+            cut_short = outcome.status is Status.FAILED and _stopped(outcome.culprit or "")
+            if red and outcome.leak is None and cut_short:
+                return _not_waited(name, cloud.id, red[0])
+            if outcome.status is Status.FAILED and not red:
+                red.append(outcome)
+                stop.set()
+            return outcome
+
+        return run
 
     jobs: dict[str, Callable[[], CheckOutcome]] = {
         name: functools.partial(observe, probe)
@@ -67,12 +89,12 @@ def side_by_side(
     }
     if CANARY in checks:
         jobs[CANARY] = lambda: check_canary(
-            cloud, probe, name=canary_name, run_id=run_id, stop=stop, at_once=True
+            cloud, probe, name=canary_name, run_id=run_id, stop=stop
         )
     probe.sleep = pause
     try:
         with ThreadPoolExecutor(max(1, len(jobs)), thread_name_prefix="e2e-round") as pool:
-            futures = {name: pool.submit(job) for name, job in jobs.items()}
+            futures = {name: pool.submit(settled(name, job)) for name, job in jobs.items()}
             try:
                 return {name: future.result() for name, future in futures.items()}
             except BaseException:
@@ -80,3 +102,17 @@ def side_by_side(
                 raise
     finally:
         probe.sleep = sleep
+
+
+def _stopped(culprit: str) -> bool:
+    """A boot cut short by the round's stop (see ``Lifecycle``'s interrupt wording)."""
+    return "run interrupted" in culprit or "when the run was interrupted" in culprit
+
+
+def _not_waited(check: str, cloud_id: str, red: CheckOutcome) -> CheckOutcome:
+    return CheckOutcome(
+        check,
+        cloud_id,
+        Status.SKIPPED,
+        culprit=f"{cloud_id}: not waited for: {red.check} is red",
+    )

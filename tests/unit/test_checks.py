@@ -15,6 +15,7 @@ from e2etests.checks.lifecycle import check_lifecycle
 from e2etests.checks.mq import check_heartbeats, judged, probe_for
 from e2etests.cleanup import run_all
 from e2etests.cloud import Cloud
+from e2etests.mq.probe import MQProbe
 from e2etests.mq.verdict import Finding, Verdict
 from e2etests.mq.verdict import Status as Light
 
@@ -133,3 +134,35 @@ def test_a_round_gives_each_check_its_own_outcome(down: Cloud) -> None:
     assert {o.check for o in found.values()} == {"mq.canary", "mq.heartbeats"}
     assert all(o.status is Status.COULD_NOT_RUN for o in found.values())
     assert probe.sleep is sleep  # the round's stoppable pause does not outlive it
+
+
+def test_once_one_check_is_red_the_round_does_not_wait_for_the_others(
+    down: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+    import time
+
+    from e2etests.checks import rounds
+
+    probe = probe_for(down, drained_at=dt.datetime.now(dt.UTC))
+    assert probe is not None
+
+    def wedged(probe: object) -> CheckOutcome:
+        return CheckOutcome("mq.rpc_ping", "down", Status.FAILED, culprit="conductor wedged")
+
+    def waits_the_window(probe: MQProbe) -> CheckOutcome:
+        deadline = time.monotonic() + 60  # the window: far longer than the test may take
+        while time.monotonic() < deadline:
+            probe.sleep(0.5)
+        return CheckOutcome("mq.consumers", "down", Status.PASSED)
+
+    monkeypatch.setitem(rounds.OBSERVATIONS, "mq.rpc_ping", wedged)
+    monkeypatch.setitem(rounds.OBSERVATIONS, "mq.consumers", waits_the_window)
+    started = time.monotonic()
+    found = rounds.side_by_side(
+        down, probe, checks={"mq.rpc_ping", "mq.consumers"}, canary_name="x", run_id="r1"
+    )
+    assert time.monotonic() - started < 30
+    assert found["mq.rpc_ping"].status is Status.FAILED
+    assert found["mq.consumers"].status is Status.SKIPPED
+    assert found["mq.consumers"].culprit == "down: not waited for: mq.rpc_ping is red"
