@@ -19,12 +19,15 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import requests
 import requests.adapters
+
+from e2etests.errors import CouldNotRun
 
 __all__ = ["REQUEST_FLOOR", "Clock", "Deadline", "bound_requests", "poll", "requests_within"]
 
@@ -76,6 +79,17 @@ _WITHIN: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
 
 #: requests' form of a timeout: one for connect and read, or a (connect, read) pair.
 Timeout = float | tuple[float, float] | tuple[float, None] | None
+
+
+def stoppable(stop: threading.Event, why: str) -> Callable[[float], None]:
+    """A poll's pause that ends the wait, raising :class:`CouldNotRun` (``why``), once ``stop``
+    is set: for waits with no server at stake, which may simply give up."""
+
+    def pause(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise CouldNotRun(why)
+
+    return pause
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from e2etests.checks.outcome import CheckOutcome, Status
 from e2etests.cloud import Cloud
 from e2etests.errors import CouldNotRun
 from e2etests.mq.probe import MQProbe
+from e2etests.waiting import stoppable
 
 __all__ = ["OBSERVATIONS", "ROUND_CHECKS", "side_by_side"]
 
@@ -60,10 +61,6 @@ def side_by_side(
     red: list[CheckOutcome] = []
     sleep = probe.sleep
 
-    def pause(seconds: float) -> None:
-        if stop.wait(seconds):
-            raise CouldNotRun(f"{cloud.id}: the run is stopping")
-
     def settled(name: str, job: Callable[[], CheckOutcome]) -> Callable[[], CheckOutcome]:
         def run() -> CheckOutcome:
             try:
@@ -91,7 +88,7 @@ def side_by_side(
         jobs[CANARY] = lambda: check_canary(
             cloud, probe, name=canary_name, run_id=run_id, stop=stop
         )
-    probe.sleep = pause
+    probe.sleep = stoppable(stop, f"{cloud.id}: the run is stopping")
     try:
         with ThreadPoolExecutor(max(1, len(jobs)), thread_name_prefix="e2e-round") as pool:
             futures = {name: pool.submit(settled(name, job)) for name, job in jobs.items()}

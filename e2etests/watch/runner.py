@@ -18,7 +18,7 @@ import io
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from e2etests import sweep
 from e2etests.booting import CANARY, LIFECYCLE
@@ -32,6 +32,7 @@ from e2etests.errors import CouldNotRun
 from e2etests.lifecycle import run_prefix
 from e2etests.mq.probe import MQProbe
 from e2etests.redact import redact_line
+from e2etests.waiting import stoppable
 
 __all__ = ["CloudRunner"]
 
@@ -59,7 +60,7 @@ class CloudRunner:
             kept.probe = probe_for(kept.cloud, drained_at)
             kept.drained_at, kept.probe_built = drained_at, True
             if kept.probe is not None:
-                kept.probe.sleep = _stoppable_sleep(stop)
+                kept.probe.sleep = stoppable(stop, "the watcher is stopping")
         if kept.probe is None:
             raise CouldNotRun(f"{kept.cloud.id}: no e2etests.mq block")
         return kept.probe
@@ -128,13 +129,3 @@ class CloudRunner:
     def close(self) -> None:
         for kept in self._kept.values():
             kept.cloud.close()
-
-
-def _stoppable_sleep(stop: threading.Event) -> Callable[[float], None]:
-    """A sleep that ends the probe's wait when the watcher stops (no server is at stake)."""
-
-    def pause(seconds: float) -> None:
-        if stop.wait(seconds):
-            raise CouldNotRun("the watcher is stopping")
-
-    return pause
