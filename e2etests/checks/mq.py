@@ -106,7 +106,8 @@ def check_consumers(probe: MQProbe) -> CheckOutcome:
 
 
 def check_rpc_ping(probe: MQProbe) -> CheckOutcome:
-    """Every nova RPC server answers ``oslo_rpc_server_ping`` within a few seconds."""
+    """Every nova RPC server (and Neutron agent on nova's vhost) answers
+    ``oslo_rpc_server_ping`` within a few seconds."""
     if probe.settings.transport_url is None:
         return _skipped(RPC_PING, probe, "no e2etests.mq.transport_url_file or transport_url_env")
     if not oslo_messaging_available():

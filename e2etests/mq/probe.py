@@ -32,7 +32,7 @@ from e2etests.mq.observations import (
     ServiceObs,
 )
 from e2etests.mq.rabbit import BrokerError, ManagementAPI
-from e2etests.mq.rpcping import PingError, PingTarget, ping
+from e2etests.mq.rpcping import NEUTRON_EXCHANGE, NOVA_EXCHANGE, PingError, PingTarget, ping
 from e2etests.mq.services import observe_services, read_clock_offset
 from e2etests.mq.settings import MQSettings
 from e2etests.mq.verdict import Finding, Status, Verdict, Window
@@ -296,15 +296,22 @@ class MQProbe:
         raise self._cannot_run("mq.consumers", failure)
 
     def _sample_once(self, queues: Sequence[ExpectedQueue]) -> list[QueueSample]:
+        """One reading of every queue, in order: two requests per vhost, whatever the count.
+
+        A cloud's queues grow with its hosts; one request per queue made a 100-host
+        cloud cost hundreds of requests per sample.
+        """
         api = self.api
-        vhosts = sorted({q.vhost for q in queues})
-        live = {v: self._broker(functools.partial(api.consumers, v)) for v in vhosts}
-        samples = []
+        names: dict[str, list[str]] = {}
         for q in queues:
+            names.setdefault(q.vhost, []).append(q.name)
+        read: dict[tuple[str, str], QueueSample] = {}
+        for vhost in sorted(names):
             # Absent from the live consumer list means no consumer, whatever the queue says.
-            read = functools.partial(api.queue, q.vhost, q.name, live[q.vhost].get(q.name, 0))
-            samples.append(self._broker(read))
-        return samples
+            live = self._broker(functools.partial(api.consumers, vhost))
+            listed = self._broker(functools.partial(api.queues, vhost, names[vhost], live))
+            read.update(zip(((vhost, n) for n in names[vhost]), listed, strict=True))
+        return [read[q.vhost, q.name] for q in queues]
 
     def _sample(self, queues: Sequence[ExpectedQueue]) -> list[QueueObs]:
         first = self._sample_once(queues)
@@ -324,14 +331,25 @@ class MQProbe:
         return self._observe("mq.consumers", look)
 
     def ping_targets(self, services: Sequence[ServiceObs]) -> list[PingTarget]:
-        return sorted(
-            {
-                PingTarget(s.binary, s.host, s.topic)
-                for s in services
-                if s.kind == "nova" and s.enabled and s.topic
-            },
-            key=lambda t: (t.topic, t.host),
-        )
+        """Every nova RPC server, and every Neutron agent with an RPC server of its own when
+        Neutron shares nova's vhost.
+
+        The ping travels on the one transport URL, which reaches nova's vhost; an agent on a
+        vhost of its own is out of its reach (its queue and heartbeats are still checked).
+        A wedged agent keeps its consumer and its state reports get through on fresh
+        connections: only the ping shows that it no longer takes its messages.
+        """
+        rabbit = self.settings.rabbitmq
+        agents = rabbit is not None and rabbit.neutron_vhost == rabbit.vhost
+        targets: set[PingTarget] = set()
+        for svc in services:
+            if not (svc.enabled and svc.topic):
+                continue
+            if svc.kind == "nova":
+                targets.add(PingTarget(svc.binary, svc.host, svc.topic))
+            elif agents:
+                targets.add(PingTarget(svc.binary, svc.host, svc.topic, NEUTRON_EXCHANGE))
+        return sorted(targets, key=lambda t: (t.exchange != NOVA_EXCHANGE, t.topic, t.host))
 
     def pings(self) -> Verdict:
         """One observation of the RPC ping check.

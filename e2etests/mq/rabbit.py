@@ -1,8 +1,9 @@
 """A read-only client of the RabbitMQ management API (stdlib only).
 
-Only what the consumer check needs: a vhost's existence, one queue's counters,
-and when the broker last started. Every request is bounded by a timeout, and
-no message carries the password.
+Only what the consumer check needs: a vhost's existence, its queues' counters
+(one listing per vhost, whatever the number of queues), and when the broker last
+started. Every request is bounded by a timeout, and no message carries the
+password.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from e2etests.errors import ConfigError, CouldNotRun
@@ -26,6 +27,9 @@ from e2etests.redact import redact_line
 
 #: Tags that let a user see every connection's consumers; ``management`` alone shows its own.
 MONITOR_TAGS = frozenset({"monitoring", "administrator"})
+#: The fields a queue listing carries: only what a sample needs, not the dozens (rates,
+#: arguments, per-node details) RabbitMQ sends by default, so 1,000 queues stay one small answer.
+QUEUE_COLUMNS = "name,consumers,messages_ready,messages_unacknowledged,message_stats.ack"
 
 
 class BrokerError(CouldNotRun):
@@ -54,6 +58,19 @@ def _reason(exc: urllib.error.HTTPError) -> str:
         return ""
     reason = body.get("reason") if isinstance(body, dict) else None
     return " ".join(str(reason).split())[:200] if reason else ""
+
+
+def _queue_sample(at: float, data: dict[str, Any], consumers: int | None) -> QueueSample:
+    stats = data.get("message_stats")
+    acked = stats.get("ack") if isinstance(stats, dict) else None
+    return QueueSample(
+        at=at,
+        exists=True,
+        consumers=int(data.get("consumers") or 0) if consumers is None else consumers,
+        ready=int(data.get("messages_ready") or 0),
+        unacked=int(data.get("messages_unacknowledged") or 0),
+        acked_total=int(acked) if isinstance(acked, int) else None,
+    )
 
 
 class ManagementAPI:
@@ -192,26 +209,38 @@ class ManagementAPI:
                 counts[name] = counts.get(name, 0) + 1
         return counts
 
-    def queue(self, vhost: str, name: str, consumers: int | None = None) -> QueueSample:
-        """One reading of a queue; ``exists=False`` when the broker does not know it.
+    def queues(
+        self, vhost: str, names: Sequence[str], consumers: Mapping[str, int] | None = None
+    ) -> list[QueueSample]:
+        """One reading of each of ``names``, in order, from one listing of ``vhost``.
 
-        ``consumers``, when given (from :meth:`consumers`), replaces the queue's
-        own count, which lags behind by up to one statistics interval.
+        A queue the listing lacks is ``exists=False``. ``consumers``, when given
+        (from :meth:`consumers`), replaces each queue's own count, which lags
+        behind by up to one statistics interval; a queue it does not mention has
+        no live consumer.
         """
         at = self._monotonic()
-        data = self.get(f"queues/{self._quote(vhost)}/{self._quote(name)}")
-        if not isinstance(data, dict):
-            return QueueSample(at=at, exists=False)
-        stats = data.get("message_stats")
-        acked = stats.get("ack") if isinstance(stats, dict) else None
-        return QueueSample(
-            at=at,
-            exists=True,
-            consumers=int(data.get("consumers") or 0) if consumers is None else consumers,
-            ready=int(data.get("messages_ready") or 0),
-            unacked=int(data.get("messages_unacknowledged") or 0),
-            acked_total=int(acked) if isinstance(acked, int) else None,
-        )
+        # Unpaginated on purpose: without ``page`` the broker answers the whole vhost in one
+        # list, while pages (at most 500 queues each) could shift between two requests.
+        path = f"queues/{self._quote(vhost)}?columns={QUEUE_COLUMNS}"
+        listed = self.get(path)
+        if listed is None:
+            listed = []  # the vhost itself is gone: so is every queue in it
+        if not isinstance(listed, list):
+            # Read as "no queues", this would name every healthy service.
+            raise self._fail(f"/api/{path} did not answer a list", transient=False)
+        found = {
+            q["name"]: q for q in listed if isinstance(q, dict) and isinstance(q.get("name"), str)
+        }
+        samples = []
+        for name in names:
+            data = found.get(name)
+            if data is None:
+                samples.append(QueueSample(at=at, exists=False))
+                continue
+            live = None if consumers is None else consumers.get(name, 0)
+            samples.append(_queue_sample(at, data, live))
+        return samples
 
     def started_at(self, now: dt.datetime) -> dt.datetime | None:
         """When the most recently started running node started; None if not visible.

@@ -4,8 +4,9 @@ oslo.messaging needs the process-global ``cfg.CONF`` and, when the broker is
 unreachable, retries its connection forever in threads nobody can stop. Both
 stay out of the pytest process: a child (``python -m e2etests.mq.rpcping``)
 gets the transport URL on stdin (never on its command line, which ``ps``
-shows), pings every target concurrently and prints JSON; the parent kills it
-if it overruns. oslo.messaging is an optional extra (``e2etests[mq]``).
+shows), pings the targets concurrently (at most ``MAX_IN_FLIGHT`` at a time,
+all within one timeout) and prints JSON; the parent kills it if it overruns.
+oslo.messaging is an optional extra (``e2etests[mq]``).
 """
 
 from __future__ import annotations
@@ -18,15 +19,26 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from e2etests.errors import CouldNotRun
 from e2etests.mq.observations import PingObs
 from e2etests.redact import describe, redact_line
 
-#: Nova's RPC servers listen on this exchange.
+#: Nova's RPC servers listen on this exchange, Neutron's agents on the other
+#: (each project's default ``control_exchange``).
 NOVA_EXCHANGE = "nova"
+NEUTRON_EXCHANGE = "neutron"
+#: At most this many pings in flight in the child. A healthy server answers in milliseconds, so
+#: only a server that does not answer holds its thread for long: up to this many of those still
+#: cost one timeout in all, while 500 hosts no longer mean 500 threads, each with its stack, all
+#: contending for the transport's small connection pool (30 by default) at once.
+MAX_IN_FLIGHT = 64
+#: A call given less time than this would test how long it queued, not its server: not made.
+MIN_CALL = 0.5
+#: How the error of a target whose call was never made begins.
+NOT_PINGED = "not pinged"
 
 
 class PingError(CouldNotRun):
@@ -56,6 +68,9 @@ def ping(
 ) -> list[PingObs]:
     """Ping every target once, concurrently; one PingObs per target, in order.
 
+    All calls end within one ``timeout``, however many targets: a target whose
+    turn did not come in time is a failed ping whose error says ``not pinged``.
+
     Raises PingError when the transport itself fails (oslo.messaging missing,
     bad URL, broker unreachable, credentials refused): that is no verdict on
     any one service.
@@ -77,7 +92,7 @@ def ping(
             input=json.dumps(request),
             capture_output=True,
             text=True,
-            # Startup, then the pings run concurrently: one timeout plus slack bounds it.
+            # Startup, then the pings, bounded as a whole by one timeout (see _sweep), plus slack.
             timeout=timeout + 15.0,
             check=False,
         )
@@ -195,6 +210,97 @@ def _child_ping(om: Any, transport: Any, target: dict[str, str], timeout: float)
     return {"ok": True, "seconds": time.monotonic() - started, "error": None}
 
 
+def _not_pinged(timeout: float, workers: int) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "seconds": 0.0,
+        "error": f"{NOT_PINGED}: its turn did not come within the sweep's {timeout:g} s "
+        f"({workers} pings at a time, the earlier ones unanswered)",
+    }
+
+
+def _turn(
+    om: Any,
+    transport: Any,
+    target: dict[str, str],
+    timeout: float,
+    deadline: float,
+    workers: int,
+    clock: Callable[[], float],
+) -> dict[str, Any]:
+    """One target's ping, given what is left of the sweep's time when its turn comes."""
+    budget = min(timeout, deadline - clock())
+    if budget < min(MIN_CALL, timeout):
+        return _not_pinged(timeout, workers)
+    result = _child_ping(om, transport, target, budget)
+    if budget < timeout and result.get("error") == "MessagingTimeout":
+        result["error"] = (
+            f"MessagingTimeout (given {budget:.1f} s of {timeout:g} s: "
+            "it waited its turn behind unanswered pings)"
+        )
+    return result
+
+
+def _sweep(
+    om: Any,
+    transport: Any,
+    targets: Sequence[dict[str, str]],
+    timeout: float,
+    watcher: _FirstConnectionError,
+    *,
+    workers: int = MAX_IN_FLIGHT,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """Ping ``targets``, at most ``workers`` at a time, every call inside one ``timeout``.
+
+    Targets queue behind each other once ``workers`` calls are in flight, so a
+    fixed per-call timeout would stretch the sweep to one timeout per batch.
+    Instead every call ends by the sweep's deadline: a late turn gets what is
+    left, and a turn that comes too late is not made and reports ``not pinged``.
+    """
+    workers = max(1, min(workers, len(targets)))
+    started = clock()
+    deadline = started + timeout
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+    futures = [
+        pool.submit(_turn, om, transport, t, timeout, deadline, workers, clock) for t in targets
+    ]
+    # A call whose connection never comes up ignores its timeout: bound it here, and
+    # give up early once the driver says it cannot connect and nothing has answered.
+    while clock() - started < timeout + 3.0:
+        done, pending = concurrent.futures.wait(futures, timeout=0.1)
+        if not pending:
+            break
+        if watcher.message is not None and clock() - started > 1.0 and not done:
+            break
+    # Turns still queued would only make calls nobody waits for any more.
+    pool.shutdown(wait=False, cancel_futures=True)
+    outcomes: list[dict[str, Any] | None] = []
+    for future in futures:
+        if future.cancelled():
+            outcomes.append(_not_pinged(timeout, workers))
+        elif future.done():
+            outcomes.append(future.result())
+        else:
+            outcomes.append(None)
+    finished = [r for r in outcomes if r is not None]
+    failed = [r for r in finished if r.get("transport")]
+    if failed:
+        # One connection pool serves every call: its failure is no service's fault.
+        transient = all(r["transient"] for r in failed)
+        return {"error": f"RPC transport: {failed[0]['transport']}", "transient": transient}
+    if watcher.message is not None and not any(r["ok"] for r in finished):
+        reason = watcher.message.split(" (retrying")[0]
+        return {"error": f"RPC transport: {reason}", "transient": True}
+    results = [
+        r
+        if r is not None
+        else {"ok": False, "seconds": timeout + 3.0, "error": "no reply (call never completed)"}
+        for r in outcomes
+    ]
+    return {"results": results}
+
+
 def _child(request: dict[str, Any]) -> dict[str, Any]:
     url, timeout = str(request["url"]), float(request["timeout"])
     targets: list[dict[str, str]] = request["targets"]
@@ -213,36 +319,10 @@ def _child(request: dict[str, Any]) -> dict[str, Any]:
         transport = om.get_rpc_transport(cfg.CONF, url=url)
     except Exception as exc:
         return {"error": f"transport URL rejected: {describe(exc, [url])}", "transient": False}
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(targets)))
-    futures = [pool.submit(_child_ping, om, transport, t, timeout) for t in targets]
-    # A call whose connection never comes up ignores its timeout: bound it here, and
-    # give up early once the driver says it cannot connect and nothing has answered.
-    started = time.monotonic()
-    while time.monotonic() - started < timeout + 3.0:
-        done, pending = concurrent.futures.wait(futures, timeout=0.1)
-        if not pending:
-            break
-        if watcher.message is not None and time.monotonic() - started > 1.0 and not done:
-            break
-    finished = [f.result() for f in futures if f.done()]
-    failed = [r for r in finished if r.get("transport")]
-    if failed:
-        # One connection pool serves every call: its failure is no service's fault.
-        transient = all(r["transient"] for r in failed)
-        return {
-            "error": f"RPC transport: {redact_line(failed[0]['transport'], [url])}",
-            "transient": transient,
-        }
-    if watcher.message is not None and not any(r["ok"] for r in finished):
-        reason = watcher.message.split(" (retrying")[0]
-        return {"error": f"RPC transport: {redact_line(reason, [url])}", "transient": True}
-    results = [
-        f.result()
-        if f.done()
-        else {"ok": False, "seconds": timeout + 3.0, "error": "no reply (call never completed)"}
-        for f in futures
-    ]
-    return {"results": results}
+    answer = _sweep(om, transport, targets, timeout, watcher)
+    if "error" in answer:
+        answer["error"] = redact_line(answer["error"], [url])
+    return answer
 
 
 def _main() -> None:

@@ -22,6 +22,7 @@ from e2etests.mq.observations import (
     QueueSample,
     ServiceObs,
 )
+from e2etests.mq.rpcping import NOT_PINGED
 from e2etests.timestamps import utc_iso
 from e2etests.waiting import Deadline, poll
 
@@ -37,6 +38,23 @@ SHARED_TOPICS = frozenset({"conductor", "scheduler"})
 #: through the scheduler, so a broken conductor also makes nova-compute miss its pings
 #: and heartbeats: listing the conductor first makes the culprit name the cause.
 _UPSTREAM_FIRST = {"nova-conductor": 0, "nova-scheduler": 1, "nova-compute": 2}
+
+
+#: Healthy items listed one evidence line each up to this many; above it they become one line
+#: with their count, so a 500-host cloud's report (and Slack thread) shows what is broken.
+HEALTHY_LINES = 10
+
+
+def _summary(names: Sequence[str], what: str, detail: str = "") -> str:
+    """One line for many healthy items: their count, the first and last by name."""
+    return f"{len(names)} {what} ({names[0]} … {names[-1]}){detail}"
+
+
+def _healthy(lines: Sequence[str], names: Sequence[str], what: str, detail: str = "") -> list[str]:
+    """``lines``, one per healthy item named in ``names``; above the limit, one line instead."""
+    if len(lines) <= HEALTHY_LINES:
+        return list(lines)
+    return [_summary(names, what, detail)]
 
 
 def upstream_first(binary: str) -> int:
@@ -186,24 +204,38 @@ def judge_heartbeats(
         anchor += dt.timedelta(seconds=clock_offset)
     seen = seen or {}
     problems: list[str] = []
-    evidence: list[str] = []
+    healthy: list[ServiceObs] = []
     if not any(s.kind == "nova" for s in enabled):
         problems.append("the compute API lists no enabled nova service")
     for svc in enabled:
         if svc.up and reported_since(svc, anchor, seen):
-            evidence.append(f"{svc.label}: up, {_last(svc.last_report)}")
+            healthy.append(svc)
         elif not svc.up:
             problems.append(f"{svc.label} is down ({_last(svc.last_report)})")
         else:
             problems.append(
                 f"{svc.label} has not reported since {window.event} ({_last(svc.last_report)})"
             )
+    evidence = _healthy(
+        [f"{svc.label}: up, {_last(svc.last_report)}" for svc in healthy],
+        [svc.label for svc in healthy],
+        "services up and reporting",
+        _oldest(healthy),
+    )
     if clock_offset:
         evidence.append(
             f"the cloud's clock is {clock_offset:+.0f} s from the harness's (API Date header); "
             "report times are the cloud's"
         )
     return _verdict("mq.heartbeats", problems, evidence, window, now)
+
+
+def _oldest(services: Sequence[ServiceObs]) -> str:
+    reported = [s for s in services if s.last_report is not None]
+    if not reported:
+        return ""
+    oldest = min(reported, key=lambda s: (s.last_report, s.label))
+    return f"; the oldest {_last(oldest.last_report)} by {oldest.label}"
 
 
 def reported_since(
@@ -305,10 +337,24 @@ def _queue_evidence(obs: QueueObs) -> str:
 def judge_consumers(queues: Sequence[QueueObs], window: Window, now: dt.datetime) -> Verdict:
     """Every expected queue exists, has a consumer, and that consumer is taking messages."""
     queues = sorted(queues, key=lambda q: (upstream_first(q.queue.binary), q.queue.name))
-    problems = [p for p in map(queue_problem, queues) if p is not None]
+    found = [(q, queue_problem(q)) for q in queues]
+    problems = [p for _, p in found if p is not None]
     if not queues:
         problems.append("no RPC queue to check: no enabled nova service has a known topic")
-    return _verdict("mq.consumers", problems, map(_queue_evidence, queues), window, now)
+    healthy = [q for q, p in found if p is None]
+    if len(healthy) <= HEALTHY_LINES:
+        evidence = [_queue_evidence(q) for q in queues]
+    else:
+        # Broken queues keep their readings; the healthy ones would bury them.
+        evidence = [_queue_evidence(q) for q, p in found if p is not None]
+        evidence.append(
+            _summary(
+                [q.queue.name for q in healthy],
+                "queues healthy",
+                ": each has a consumer taking its messages",
+            )
+        )
+    return _verdict("mq.consumers", problems, evidence, window, now)
 
 
 def judge_pings(
@@ -326,11 +372,15 @@ def judge_pings(
     """
     problems: list[str] = []
     red: list[str] = []
-    evidence: list[str] = []
+    answered: list[PingObs] = []
     for ping in sorted(pings, key=lambda p: (upstream_first(p.binary), p.topic, p.host)):
         target = f"topic {ping.topic}, server {ping.host}"
         if ping.ok:
-            evidence.append(f"{ping.label} answered the RPC ping in {ping.seconds:.2f} s")
+            answered.append(ping)
+            continue
+        if ping.error and ping.error.startswith(NOT_PINGED):
+            # Never called, so it missed no ping: not wedged, whatever its queue holds.
+            problems.append(f"{ping.label} ({target}) was {ping.error}")
             continue
         line = (
             f"{ping.label} does not answer the RPC ping ({target}): "
@@ -342,6 +392,13 @@ def judge_pings(
             problems.append(line)
     if not pings:
         problems.append("no RPC server to ping: no enabled nova service has a known topic")
+    slowest = max(answered, key=lambda p: p.seconds, default=None)
+    evidence = _healthy(
+        [f"{p.label} answered the RPC ping in {p.seconds:.2f} s" for p in answered],
+        [p.label for p in answered],
+        "RPC servers answered the RPC ping",
+        f"; the slowest in {slowest.seconds:.2f} s ({slowest.label})" if slowest else "",
+    )
     return _verdict("mq.rpc_ping", problems, evidence, window, now, red_now=red)
 
 

@@ -9,31 +9,26 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import http.server
-import json
 import pathlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
-import openstack
 import pytest
 
 from e2etests.mq.observations import CanaryObs
 from e2etests.mq.probe import CheckError, MQProbe
 from e2etests.mq.settings import MQSettings, RabbitSettings, Secret
 from e2etests.mq.verdict import Status, Verdict
+from tests.json_standin import JSONHandler, connect_to, nova_service
 
 WHERE = "clouds.yaml: clouds.c.e2etests.mq"
 PASSWORD = "pw-Zq9-never-shown"  # noqa: S105 -- a fake, to prove it never leaks
 
 
-def iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat()
-
-
-class StandIn(http.server.BaseHTTPRequestHandler):
+class StandIn(JSONHandler):
     """Nova under /v2.1, Neutron under /v2.0, the management API under /api."""
 
     base: ClassVar[str] = ""
@@ -72,29 +67,8 @@ class StandIn(http.server.BaseHTTPRequestHandler):
         self._send(200, body)
 
     def _send(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response_only(status)
-        self.send_header("Date", email.utils.formatdate(time.time() + self.skew, usegmt=True))
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def nova_service(binary: str, host: str, reported: dt.datetime) -> dict[str, Any]:
-    return {
-        "id": f"{binary}-{host}",
-        "binary": binary,
-        "host": host,
-        "status": "enabled",
-        "state": "up",
-        "forced_down": False,
-        "updated_at": iso(reported),
-        "zone": "nova",
-    }
+        date = email.utils.formatdate(time.time() + self.skew, usegmt=True)
+        self.send_json(status, body, {"Date": date})
 
 
 def healthy_routes(reported: dt.datetime) -> dict[str, Any]:
@@ -113,9 +87,11 @@ def healthy_routes(reported: dt.datetime) -> dict[str, Any]:
             {"queue": {"name": "conductor.ctl"}},
             {"queue": {"name": "compute.cmp1"}},
         ],
-        "/api/queues/%2F/conductor": {"consumers": 1},
-        "/api/queues/%2F/conductor.ctl": {"consumers": 1},
-        "/api/queues/%2F/compute.cmp1": {"consumers": 1},
+        "/api/queues/%2F": [
+            {"name": "conductor", "consumers": 1},
+            {"name": "conductor.ctl", "consumers": 1},
+            {"name": "compute.cmp1", "consumers": 1},
+        ],
     }
 
 
@@ -140,18 +116,6 @@ def closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
-
-
-def connect_to(url: str) -> Callable[[], Any]:
-    conn = openstack.connect(
-        auth_type="none",
-        auth={"endpoint": url},
-        compute_endpoint_override=f"{url}/v2.1",
-        network_endpoint_override=f"{url}/",
-        load_yaml_config=False,
-        load_envvars=False,
-    )
-    return lambda: conn
 
 
 class Clocks:
@@ -183,6 +147,7 @@ def probe(
     compute_url: str | None = None,
     transport_url: str | None = None,
     grace: float = 70.0,
+    neutron_vhost: str | None = None,
 ) -> MQProbe:
     (tmp_path / "pw").write_text(PASSWORD)
     rabbit = RabbitSettings(
@@ -191,6 +156,7 @@ def probe(
         username="mon",
         password=Secret(where=f"{WHERE}.rabbitmq.password_file", file=tmp_path / "pw"),
         verify=True,
+        neutron_vhost=neutron_vhost,
     )
     transport = None
     if transport_url is not None:
@@ -448,9 +414,34 @@ def test_a_server_is_wedged_only_after_missing_pings_in_a_row_while_holding_its_
     ]
     # The compute's queue lost its consumer: reconnecting, never wedged.
     StandIn.routes["/api/consumers/%2F"] = [{"queue": {"name": "conductor.ctl"}}]
-    StandIn.routes["/api/queues/%2F/compute.cmp1"] = {"consumers": 0}
+    StandIn.routes["/api/queues/%2F"][2] = {"name": "compute.cmp1", "consumers": 0}
     assert mq._wedged(missed) == set()  # one miss can meet a consumer about to be dropped
     assert mq._wedged(missed) == {"conductor.ctl"}
     # An answer in between starts the count again.
     assert mq._wedged(missed[1:]) == set()
     assert mq._wedged(missed) == set()
+
+
+@pytest.mark.parametrize(
+    ("neutron_vhost", "pinged"), [("/", True), ("neutron", False), (None, False)]
+)
+def test_neutron_agents_are_pinged_only_on_novas_vhost(
+    standin: str, tmp_path: pathlib.Path, neutron_vhost: str | None, pinged: bool
+) -> None:
+    from e2etests.mq.observations import ServiceObs
+    from e2etests.mq.rpcping import NEUTRON_EXCHANGE, PingTarget
+
+    mq = probe(standin, tmp_path, Clocks(), window_open=False, neutron_vhost=neutron_vhost)
+    now = dt.datetime.now(dt.UTC)
+    services = [
+        ServiceObs("neutron", "neutron-dhcp-agent", "net1", True, True, now, "dhcp_agent"),
+        ServiceObs("neutron", "neutron-metadata-agent", "net1", True, True, now, None),
+        ServiceObs("nova", "nova-compute", "cmp1", True, True, now, "compute"),
+        ServiceObs("nova", "nova-compute", "cmp2", False, True, now, "compute"),
+    ]
+    agent = PingTarget("neutron-dhcp-agent", "net1", "dhcp_agent", NEUTRON_EXCHANGE)
+    # The transport URL reaches nova's vhost only: an agent elsewhere would be a false red.
+    assert mq.ping_targets(services) == [
+        PingTarget("nova-compute", "cmp1", "compute"),
+        *([agent] if pinged else []),
+    ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import http.server
-import json
 import pathlib
 import socket
 import threading
@@ -15,12 +14,16 @@ from typing import Any, ClassVar
 import pytest
 
 from e2etests.errors import ConfigError
-from e2etests.mq.rabbit import BrokerError, ManagementAPI
+from e2etests.mq.observations import QueueSample
+from e2etests.mq.rabbit import QUEUE_COLUMNS, BrokerError, ManagementAPI
 from e2etests.mq.settings import RabbitSettings, Secret
+from tests.json_standin import JSONHandler
 
 PASSWORD = "pw-Zq9-never-shown"  # noqa: S105 -- a fake, to prove it never leaks
 USER = "e2e-monitor"
 
+#: The one listing of a vhost's queues a sample reads.
+QUEUES = f"/api/queues/%2F?columns={QUEUE_COLUMNS}"
 CONDUCTOR = {
     "name": "conductor",
     "consumers": 1,
@@ -30,7 +33,7 @@ CONDUCTOR = {
 }
 
 
-class FakeBroker(http.server.BaseHTTPRequestHandler):
+class FakeBroker(JSONHandler):
     """Answers like RabbitMQ 3.10's management API for the paths the client uses."""
 
     routes: ClassVar[dict[str, tuple[int, Any]]] = {}
@@ -40,28 +43,17 @@ class FakeBroker(http.server.BaseHTTPRequestHandler):
         self.seen_auth.append(self.headers.get("Authorization", ""))
         expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
         if self.headers.get("Authorization") != expected:
-            self._send(401, {"error": "not_authorized", "reason": "Login failed"})
+            self.send_json(401, {"error": "not_authorized", "reason": "Login failed"})
             return
         status, body = self.routes.get(self.path, (404, {"error": "Object Not Found"}))
-        self._send(status, body)
-
-    def _send(self, status: int, body: Any) -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+        self.send_json(status, body)
 
 
 @pytest.fixture
 def broker() -> Iterator[str]:
     FakeBroker.routes = {
         "/api/vhosts?columns=name": (200, [{"name": "/"}, {"name": "/neutron"}]),
-        "/api/queues/%2F/conductor": (200, CONDUCTOR),
+        QUEUES: (200, [CONDUCTOR]),
         "/api/nodes": (200, [{"name": "rabbit@a", "running": True, "uptime": 5000}]),
         "/api/whoami": (200, {"name": USER, "tags": ["monitoring"]}),
         "/api/consumers/%2F?columns=queue.name": (
@@ -98,7 +90,7 @@ def api(url: str, tmp_path: pathlib.Path, password: str = PASSWORD) -> Managemen
 
 
 def test_queue_sample_reads_the_counters(broker: str, tmp_path: pathlib.Path) -> None:
-    sample = api(broker, tmp_path).queue("/", "conductor")
+    [sample] = api(broker, tmp_path).queues("/", ["conductor"])
     assert (sample.at, sample.exists, sample.consumers) == (42.0, True, 1)
     assert (sample.ready, sample.unacked, sample.acked_total) == (0, 2, 852)
 
@@ -108,18 +100,22 @@ def test_live_consumers_come_from_the_consumer_list(broker: str, tmp_path: pathl
     live = client.consumers("/")
     assert live == {"conductor": 2, "scheduler": 1}
     # The queue's own (lagging) count says 1; the live count wins.
-    assert client.queue("/", "conductor", live.get("conductor", 0)).consumers == 2
+    [sample] = client.queues("/", ["conductor"], live)
+    assert sample.consumers == 2
     assert client.consumers("/empty") == {}
 
 
 def test_missing_queue_is_an_observation_not_an_error(broker: str, tmp_path: pathlib.Path) -> None:
-    sample = api(broker, tmp_path).queue("/", "compute.mc-compute1")
+    [sample] = api(broker, tmp_path).queues("/", ["compute.mc-compute1"])
     assert not sample.exists
+    # A vhost the broker no longer knows holds no queue either.
+    del FakeBroker.routes[QUEUES]
+    assert api(broker, tmp_path).queues("/", ["conductor"]) == [QueueSample(42.0, exists=False)]
 
 
 def test_queue_without_stats_yet(broker: str, tmp_path: pathlib.Path) -> None:
-    FakeBroker.routes["/api/queues/%2F/scheduler"] = (200, {"name": "scheduler"})
-    sample = api(broker, tmp_path).queue("/", "scheduler")
+    FakeBroker.routes[QUEUES] = (200, [CONDUCTOR, {"name": "scheduler"}])
+    [sample] = api(broker, tmp_path).queues("/", ["scheduler"])
     assert (sample.exists, sample.consumers, sample.acked_total) == (True, 0, None)
 
 
@@ -160,13 +156,18 @@ def test_a_401_for_a_missing_tag_says_so(broker: str, tmp_path: pathlib.Path) ->
 def test_server_errors_are_transient_and_garbage_is_not(
     broker: str, tmp_path: pathlib.Path
 ) -> None:
-    FakeBroker.routes["/api/queues/%2F/conductor"] = (503, {"error": "starting"})
+    FakeBroker.routes[QUEUES] = (503, {"error": "starting"})
     with pytest.raises(BrokerError, match="HTTP 503") as caught:
-        api(broker, tmp_path).queue("/", "conductor")
+        api(broker, tmp_path).queues("/", ["conductor"])
     assert caught.value.transient
-    FakeBroker.routes["/api/queues/%2F/conductor"] = (200, b"<html>login</html>")
+    FakeBroker.routes[QUEUES] = (200, b"<html>login</html>")
     with pytest.raises(BrokerError, match="did not answer JSON") as caught:
-        api(broker, tmp_path).queue("/", "conductor")
+        api(broker, tmp_path).queues("/", ["conductor"])
+    assert not caught.value.transient
+    # Read as "no queues", an answer of the wrong shape would name every healthy service.
+    FakeBroker.routes[QUEUES] = (200, {"items": [CONDUCTOR]})
+    with pytest.raises(BrokerError, match="did not answer a list") as caught:
+        api(broker, tmp_path).queues("/", ["conductor"])
     assert not caught.value.transient
 
 
@@ -198,7 +199,7 @@ def test_broker_start_from_the_youngest_running_node(broker: str, tmp_path: path
 
 def test_basic_auth_is_sent_and_repr_hides_it(broker: str, tmp_path: pathlib.Path) -> None:
     client = api(broker, tmp_path)
-    client.queue("/", "conductor")
+    client.queues("/", ["conductor"])
     assert FakeBroker.seen_auth[-1].startswith("Basic ")
     assert PASSWORD not in repr(client)
     assert FakeBroker.seen_auth[-1].split()[1] not in repr(client)
