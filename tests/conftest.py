@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 MINICLOUD = ROOT / "ci" / "minicloud"
 sys.path.insert(0, str(MINICLOUD))
 
-from layout import COMPUTE_HOST, Layout  # noqa: E402 -- the test cloud's own, after the path tweak
+from configs import NETWORK_HOST  # noqa: E402 -- the test cloud's own, after the path tweak
+from layout import COMPUTE_HOST, COMPUTES, Layout  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,12 @@ class Minicloud:
 
     home: Path
     clouds_yaml: Path
+    #: The default host: conductor and scheduler run under it, and so does ``nova-compute``.
     compute_host: str = COMPUTE_HOST
+    #: Every compute host; a fault reaches one as ``nova-compute@<host>``.
+    compute_hosts: tuple[str, ...] = tuple(COMPUTES.values())
+    #: The host of the real Neutron agent (neutron-dhcp-agent), queue ``dhcp_agent.<host>``.
+    network_host: str = NETWORK_HOST
 
     def run(self, *args: str, timeout: float = 600) -> str:
         proc = subprocess.run(

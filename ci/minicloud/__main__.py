@@ -2,9 +2,11 @@
 
 python3 ci/minicloud up | down | status | logs SERVICE [-n N]
 python3 ci/minicloud fault broker-restart [--outage SECONDS]
-python3 ci/minicloud fault broker-moved|wedged|heal nova-compute|nova-scheduler|nova-conductor
+python3 ci/minicloud fault broker-moved|wedged|heal SERVICE
+    SERVICE: nova-scheduler, nova-conductor, nova-compute (the first host, mc-compute1),
+    nova-compute@HOST (mc-compute1, mc-compute2) or neutron-dhcp-agent
 python3 ci/minicloud fault stop|start SERVICE
-python3 ci/minicloud fault disable-compute|enable-compute
+python3 ci/minicloud fault disable-compute|enable-compute [HOST]   (every host by default)
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections import deque
 import cloud
 import procs
 from configs import PROXIED
-from layout import Layout, MinicloudError
+from layout import COMPUTES, Layout, MinicloudError
 
 
 def proxy_command(lay: Layout, command: str) -> str:
@@ -33,15 +35,21 @@ def proxy_command(lay: Layout, command: str) -> str:
         return sock.makefile().readline().strip()
 
 
+def proxied(target: str) -> str:
+    """The proxy listener of ``target``: a service name, or ``nova-compute@HOST``."""
+    by_host = {f"nova-compute@{host}": name for name, host in COMPUTES.items()}
+    name = by_host.get(target, target)
+    if name not in PROXIED:
+        valid = [*PROXIED, *by_host]
+        raise MinicloudError(f"unknown service {target!r}; valid: {', '.join(valid)}")
+    return name
+
+
 def fault(lay: Layout, args: argparse.Namespace) -> None:
     names = cloud.service_names(lay)
     kind, target = args.kind, args.service
     if kind in ("broker-moved", "wedged", "heal"):
-        if target not in PROXIED:
-            raise MinicloudError(
-                f"unknown service {target!r} for {kind}; valid: {', '.join(PROXIED)}"
-            )
-        print(proxy_command(lay, f"{kind} {target}"))
+        print(proxy_command(lay, f"{kind} {proxied(target)}"))
     elif kind in ("stop", "start"):
         if target not in names:
             raise MinicloudError(f"unknown service {target!r}; valid: {', '.join(names)}")
@@ -56,7 +64,10 @@ def fault(lay: Layout, args: argparse.Namespace) -> None:
         cloud.start_one(lay, "rabbitmq")
         print(f"broker restarted after an outage of {args.outage:g} s")
     else:  # disable-compute / enable-compute
-        cloud.set_compute(lay, enabled=kind == "enable-compute")
+        if target and target not in COMPUTES.values():
+            valid = ", ".join(COMPUTES.values())
+            raise MinicloudError(f"unknown compute host {target!r}; valid: {valid}")
+        cloud.set_compute(lay, enabled=kind == "enable-compute", host=target or None)
         print(f"{kind}: done")
 
 

@@ -24,7 +24,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from configs import REGION, url  # noqa: E402
-from layout import COMPUTE_HOST  # noqa: E402
+from layout import COMPUTES  # noqa: E402
 
 SERVICES = {  # catalog entries: service name -> (type, url)
     "nova": ("compute", url("nova-api", "/v2.1")),
@@ -145,20 +145,20 @@ def reported_within(service: Any, seconds: float) -> bool:
 
 
 def wait_compute(conn: Any, home: Path, recent: float | None = None) -> None:
-    """Until nova-compute is up (and, given `recent`, reported that recently) and mapped."""
+    """Until every nova-compute is up (and, given `recent`, reported that recently) and mapped."""
     log = str(home / "logs/nova-compute.log")
+    hosts = set(COMPUTES.values())
     warm_neutron(conn)
 
-    def compute_up() -> bool:
-        return any(
-            s.binary == "nova-compute"
-            and s.host == COMPUTE_HOST
-            and s.state == "up"
-            and (recent is None or reported_within(s, recent))
-            for s in conn.compute.services()
-        )
+    def computes_up() -> bool:
+        up = {
+            s.host
+            for s in conn.compute.services(binary="nova-compute")
+            if s.state == "up" and (recent is None or reported_within(s, recent))
+        }
+        return hosts <= up
 
-    until("nova-compute up", compute_up, 120, log)
+    until(f"nova-compute up on {', '.join(sorted(hosts))}", computes_up, 120, log)
     venv = Path(sys.executable).parent
     subprocess.run(
         [
@@ -172,17 +172,24 @@ def wait_compute(conn: Any, home: Path, recent: float | None = None) -> None:
         capture_output=True,
         timeout=120,
     )
-    until("hypervisor mapped", lambda: any(True for _ in conn.compute.hypervisors()), 60, log)
     until(
-        "resource provider in placement",
-        lambda: any(True for _ in conn.placement.resource_providers()),
+        "every hypervisor mapped",
+        lambda: hosts <= {h.name for h in conn.compute.hypervisors()},
+        60,
+        log,
+    )
+    until(
+        "every resource provider in placement",
+        lambda: hosts <= {rp.name for rp in conn.placement.resource_providers()},
         60,
         log,
     )
 
 
-def set_compute(conn: Any, enable: bool) -> None:
-    for svc in conn.compute.services(binary="nova-compute", host=COMPUTE_HOST):
+def set_compute(conn: Any, enable: bool, host: str | None = None) -> None:
+    for svc in conn.compute.services(binary="nova-compute"):
+        if host is not None and svc.host != host:
+            continue
         if enable:
             conn.compute.enable_service(svc)
         else:
@@ -198,6 +205,7 @@ def main() -> None:
     parser.add_argument(
         "--reported-within", type=float, help="wait-compute: the heartbeat's greatest age"
     )
+    parser.add_argument("--host", help="enable, disable: only this compute host")
     args = parser.parse_args()
     conn = connect(args.home)
     if args.phase == "identity":
@@ -207,7 +215,7 @@ def main() -> None:
     elif args.phase == "wait-compute":
         wait_compute(conn, args.home, args.reported_within)
     else:
-        set_compute(conn, args.phase == "enable")
+        set_compute(conn, args.phase == "enable", args.host)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ from pathlib import Path
 import configs
 import installer
 import procs
-from configs import PORTS, PROXIED, url
-from layout import COMPUTE_HOST, HERE, Layout, MinicloudError, PortBusy
+from configs import NETWORK_HOST, PORTS, PROXIED, url
+from layout import COMPUTE_HOST, COMPUTES, HERE, Layout, MinicloudError, PortBusy
 
 SECRET_NAMES = (
     "admin",
@@ -198,13 +198,24 @@ def services(lay: Layout, secrets: dict[str, str]) -> list[Service]:
     """Every process of the test cloud, in start order."""
     osv = lay.venv("openstack")
 
-    def nova(binary: str) -> Callable[[], list[str]]:
+    def nova(name: str) -> Callable[[], list[str]]:
+        binary = "nova-compute" if name in COMPUTES else name
         return lambda: [
             str(osv / "bin" / binary),
             "--config-file",
             str(lay.etc / "nova/nova.conf"),
             "--config-file",
-            str(lay.etc / f"nova/{binary}.conf"),
+            str(lay.etc / f"nova/{name}.conf"),
+        ]
+
+    def neutron(binary: str, conf: str) -> Callable[[], list[str]]:
+        etc = lay.etc / "neutron"
+        return lambda: [
+            str(lay.venv("neutron") / "bin" / binary),
+            "--config-file",
+            str(etc / "neutron.conf"),
+            "--config-file",
+            str(etc / conf),
         ]
 
     def api(port: str) -> Callable[[], bool]:
@@ -332,18 +343,39 @@ def services(lay: Layout, secrets: dict[str, str]) -> list[Service]:
             timeout=90,
             after=behind_keystone,
         ),
+        Service(
+            "neutron-rpc-server",
+            "workers",
+            neutron("neutron-rpc-server", "plugins/ml2/ml2_conf.ini"),
+            None,
+            consuming("q-reports-plugin"),
+            timeout=90,
+        ),
+        Service(
+            "neutron-dhcp-agent",
+            "workers",
+            neutron("neutron-dhcp-agent", "dhcp_agent.ini"),
+            None,
+            consuming(f"dhcp_agent.{NETWORK_HOST}"),
+            timeout=90,
+            # Its first state report needs the server's q-reports-plugin consumer.
+            after=("neutron-rpc-server",),
+        ),
         Service("nova-conductor", "workers", nova("nova-conductor"), None, consuming("conductor")),
         Service("nova-scheduler", "workers", nova("nova-scheduler"), None, consuming("scheduler")),
-        Service(
-            "nova-compute",
-            "workers",
-            nova("nova-compute"),
-            None,
-            consuming(f"compute.{COMPUTE_HOST}"),
-            timeout=90,
-            # Once the conductor consumes: a nova-compute that starts first waits out a
-            # 10 s RPC timeout before it retries.
-            after=("nova-conductor", "nova-scheduler"),
+        *(
+            Service(
+                name,
+                "workers",
+                nova(name),
+                None,
+                consuming(f"compute.{host}"),
+                timeout=90,
+                # Once the conductor consumes: a nova-compute that starts first waits out a
+                # 10 s RPC timeout before it retries.
+                after=("nova-conductor", "nova-scheduler"),
+            )
+            for name, host in COMPUTES.items()
         ),
     ]
 
@@ -623,6 +655,8 @@ def write_clouds_yaml(lay: Layout, secrets: dict[str, str]) -> None:
                         "username": "e2e-monitor",
                         "password_file": str(lay.home / "rabbit-password"),
                         "verify": True,
+                        # Neutron shares nova's vhost here; the DHCP agent's queue is checked.
+                        "neutron_vhost": "/",
                     },
                     "transport_url_file": str(lay.home / "transport-url"),
                 },
@@ -704,7 +738,8 @@ def _deploy(lay: Layout, split: Split, venvs: Future[None]) -> None:
         fresh = not _deployed_current(lay)
         if fresh:
             # A half-made earlier attempt is not worth repairing.
-            for sub in ("mariadb", "rabbitmq", "keystone", "nova", "glance"):
+            hosts = [f"nova-{h}" for h in COMPUTES.values() if h != COMPUTE_HOST]
+            for sub in ("mariadb", "rabbitmq", "keystone", "nova", "glance", *hosts):
                 shutil.rmtree(lay.data / sub, ignore_errors=True)
         configs.write_all(lay, secrets)
         if fresh:
@@ -768,10 +803,11 @@ def _deploy(lay: Layout, split: Split, venvs: Future[None]) -> None:
 
 
 def wait_healthy(lay: Layout, timeout: float = 150) -> None:
-    """Until every nova RPC queue has a consumer and nova-compute reports up again."""
+    """Until every nova RPC queue has a consumer and every nova-compute reports up again."""
     secret = load_secrets(lay)["rabbit"]
     deadline = time.monotonic() + timeout
-    for queue in ("conductor", "scheduler", f"compute.{COMPUTE_HOST}"):
+    queues = ("conductor", "scheduler", *(f"compute.{h}" for h in COMPUTES.values()))
+    for queue in (*queues, f"dhcp_agent.{NETWORK_HOST}"):
         consumed = _consuming(secret, queue)
         procs.wait_for(lay, "rabbitmq", consumed, max(1.0, deadline - time.monotonic()))
     # "up" holds for a minute on the last heartbeat, while a report lost to a broker
@@ -800,9 +836,10 @@ def start_one(lay: Layout, name: str) -> None:
     _start(lay, [table[name]])
 
 
-def set_compute(lay: Layout, enabled: bool) -> None:
-    """Enable or disable the compute service in Nova (a fault control)."""
-    _bootstrap(lay, "enable" if enabled else "disable", timeout=60)
+def set_compute(lay: Layout, enabled: bool, host: str | None = None) -> None:
+    """Enable or disable one compute host in Nova, or all of them (a fault control)."""
+    extra = ("--host", host) if host else ()
+    _bootstrap(lay, "enable" if enabled else "disable", *extra, timeout=60)
 
 
 def status(lay: Layout) -> int:

@@ -8,7 +8,7 @@ import json
 import os
 from pathlib import Path
 
-from layout import COMPUTE_HOST, Layout
+from layout import COMPUTE_HOST, COMPUTES, Layout
 
 REGION = "RegionOne"
 
@@ -28,8 +28,13 @@ PORTS = {
     "amqp-nova-compute": 25681,
     "amqp-nova-scheduler": 25682,
     "amqp-nova-conductor": 25683,
+    "amqp-nova-compute2": 25684,
+    "amqp-neutron-dhcp-agent": 25685,
 }
-PROXIED = ("nova-compute", "nova-scheduler", "nova-conductor")
+NOVA_PROXIED = ("nova-compute", "nova-compute2", "nova-scheduler", "nova-conductor")
+PROXIED = (*NOVA_PROXIED, "neutron-dhcp-agent")
+# The DHCP agent's host: a network node of its own, so messages never mix it up with nova's.
+NETWORK_HOST = "mc-network1"
 
 
 def url(service: str, path: str = "") -> str:
@@ -183,16 +188,17 @@ def write_all(lay: Layout, secrets: dict[str, str]) -> None:
         "quota": {"instances": 100, "cores": 200, "ram": 1 << 20},
     }
     files[etc / "nova/nova.conf"] = _ini(nova_common)
-    for service in PROXIED:
+    for service in NOVA_PROXIED:
         # Reaching the broker through the proxy, with heartbeats off: once the proxy
         # freezes the link, the service never notices on its own, like the incident.
+        own: dict[str, object] = {"transport_url": transport_url(secrets, PORTS[f"amqp-{service}"])}
+        host = COMPUTES.get(service, COMPUTE_HOST)
+        if host != COMPUTE_HOST:
+            # A host of its own needs a state_path of its own: nova keeps the compute
+            # node's uuid there, and two hosts sharing one would claim the same node.
+            own |= {"host": host, "state_path": data / f"nova-{host}"}
         files[etc / f"nova/{service}.conf"] = _ini(
-            {
-                "DEFAULT": {
-                    "transport_url": transport_url(secrets, PORTS[f"amqp-{service}"]),
-                },
-                "oslo_messaging_rabbit": {"heartbeat_timeout_threshold": 0},
-            }
+            {"DEFAULT": own, "oslo_messaging_rabbit": {"heartbeat_timeout_threshold": 0}}
         )
     files[etc / "neutron/neutron.conf"] = _ini(
         {
@@ -203,7 +209,9 @@ def write_all(lay: Layout, secrets: dict[str, str]) -> None:
                 "auth_strategy": "keystone",
                 "transport_url": transport_url(secrets),
                 "api_workers": 1,
-                "rpc_workers": 0,
+                # Read by neutron-rpc-server alone (the API under uwsgi starts no RPC
+                # worker): one process consumes q-plugin and the agents' state reports.
+                "rpc_workers": 1,
                 "rpc_state_report_workers": 0,
                 "notify_nova_on_port_status_changes": False,
                 "notify_nova_on_port_data_changes": False,
@@ -214,6 +222,25 @@ def write_all(lay: Layout, secrets: dict[str, str]) -> None:
             "nova": _auth(secrets, "nova"),
             "oslo_concurrency": {"lock_path": data / "neutron/lock"},
             "oslo_messaging_notifications": {"driver": "noop"},
+        }
+    )
+    # A real agent that reports its state and consumes dhcp_agent.<host>, through its own
+    # proxy port with heartbeats off, so broker-moved and wedged reach it as they reach nova.
+    # Every subnet has DHCP off, so it never needs dnsmasq, namespaces or root.
+    files[etc / "neutron/dhcp_agent.ini"] = _ini(
+        {
+            "DEFAULT": {
+                "host": NETWORK_HOST,
+                "transport_url": transport_url(secrets, PORTS["amqp-neutron-dhcp-agent"]),
+                "interface_driver": "neutron.agent.linux.interface.NullDriver",
+                "state_path": data / "neutron",
+                "rpc_ping_enabled": True,
+                "debug": False,
+            },
+            # Nova's report_interval, so both heartbeats fit the same grace window.
+            "agent": {"report_interval": 10},
+            "oslo_concurrency": {"lock_path": data / "neutron/lock"},
+            "oslo_messaging_rabbit": {"heartbeat_timeout_threshold": 0},
         }
     )
     files[etc / "neutron/plugins/ml2/ml2_conf.ini"] = _ini(
@@ -236,6 +263,7 @@ def write_all(lay: Layout, secrets: dict[str, str]) -> None:
         path.chmod(0o600)
     for sub in (
         "nova/lock",
+        *(f"nova-{host}" for host in COMPUTES.values() if host != COMPUTE_HOST),
         "glance/images",
         "glance/staging",
         "glance/tasks",

@@ -11,6 +11,10 @@ HERE = Path(__file__).resolve().parent
 
 # The host name every nova service registers under: the compute queue is compute.<host>.
 COMPUTE_HOST = "mc-compute1"
+# Each compute host's process name; the first runs beside conductor and scheduler under
+# the default host name. Two hosts, so a fault can leave one deaf while boots land on the
+# other, as with one deaf hypervisor among a hundred.
+COMPUTES = {"nova-compute": COMPUTE_HOST, "nova-compute2": "mc-compute2"}
 
 
 class MinicloudError(Exception):

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import ROOT, Minicloud
 
@@ -117,7 +118,8 @@ def nova_consuming(minicloud: Minicloud) -> bool:
             names = {c["queue"]["name"] for c in json.load(response)}
     except OSError:
         return False
-    wanted = {"conductor", "scheduler", f"compute.{minicloud.compute_host}"}
+    wanted = {"conductor", "scheduler", *(f"compute.{h}" for h in minicloud.compute_hosts)}
+    wanted.add(f"dhcp_agent.{minicloud.network_host}")
     return wanted <= names
 
 
@@ -181,13 +183,44 @@ def test_broken_credentials_and_vhost_are_errors_not_skips(
     assert "vhost '/nope' does not exist" in run["mq.consumers"].message
 
 
+def booting_on(minicloud: Minicloud, tmp_path: Path, host: str) -> Minicloud:
+    """The test cloud with ``CLOUD``'s boots pinned to one compute host (admin's ``zone:host``)."""
+    doc = yaml.safe_load(minicloud.clouds_yaml.read_text())
+    doc["clouds"][CLOUD]["e2etests"]["availability_zone"] = f"nova:{host}"
+    pinned = tmp_path / f"clouds-{host}.yaml"
+    pinned.write_text(yaml.safe_dump(doc))
+    pinned.chmod(0o600)
+    return dataclasses.replace(minicloud, clouds_yaml=pinned)
+
+
+def test_one_deaf_host_is_red_even_when_the_canary_boots_on_a_healthy_one(
+    minicloud: Minicloud, tmp_path: Path, healed: list[str]
+) -> None:
+    # One hypervisor of many never reconnects: a canary scheduled elsewhere goes ACTIVE,
+    # and only the per-host queue and ping checks can see the hang users get on this one.
+    deaf, healthy = minicloud.compute_hosts[:2]
+    healed.append(f"nova-compute@{deaf}")
+    minicloud.fault("broker-moved", f"nova-compute@{deaf}")
+    run = run_suite(booting_on(minicloud, tmp_path, healthy), tmp_path)
+    canary = run["mq.canary"]
+    assert canary.outcome == "passed", f"{canary.outcome}: {canary.message}"
+    consumers = run["mq.consumers"]
+    assert consumers.outcome == "failed"
+    assert consumers.culprit.startswith(f"queue compute.{deaf} has 0 consumers")
+    assert f"compute.{healthy}" not in consumers.culprit
+    ping = run["mq.rpc_ping"]
+    assert ping.outcome == "failed"
+    assert f"nova-compute on {deaf} does not answer" in ping.culprit
+
+
 def test_compute_broker_moved_is_red_naming_its_queue_then_green_after_heal(
     minicloud: Minicloud, tmp_path: Path, healed: list[str]
 ) -> None:
     healed.append("nova-compute")
     minicloud.fault("broker-moved", "nova-compute")
-    run = run_suite(minicloud, tmp_path)
     host = minicloud.compute_host
+    # The canary lands on the deaf host: its stuck boot is diagnosed by the queue it waits in.
+    run = run_suite(booting_on(minicloud, tmp_path, host), tmp_path)
     consumers = run["mq.consumers"]
     assert consumers.outcome == "failed"
     assert consumers.culprit.startswith(f"queue compute.{host} has 0 consumers")
@@ -253,3 +286,62 @@ def test_broker_restart_is_waited_out_and_green_after_recovery(
     finally:
         fault.join(timeout=300)
     assert_green(run, "mq.heartbeats", "mq.consumers", "mq.rpc_ping", "mq.canary")
+
+
+def test_deaf_dhcp_agent_is_red_naming_agent_host_and_queue_then_green_after_heal(
+    minicloud: Minicloud, tmp_path: Path, healed: list[str]
+) -> None:
+    # A real neutron-dhcp-agent whose broker moved: its queue loses the consumer and its
+    # state reports stop, while `openstack network agent list` says alive for 75 s more.
+    host, queue = minicloud.network_host, f"dhcp_agent.{minicloud.network_host}"
+    healed.append("neutron-dhcp-agent")
+    minicloud.fault("broker-moved", "neutron-dhcp-agent")
+    run = run_suite(minicloud, tmp_path, "-k", "consumers")
+    consumers = run["mq.consumers"]
+    assert consumers.outcome == "failed"
+    assert consumers.culprit.startswith(f"queue {queue} has 0 consumers")
+    assert f"neutron-dhcp-agent on {host} is not consuming" in consumers.culprit
+    minicloud.fault("heal", "neutron-dhcp-agent")
+    healed.clear()
+    after = wait_green(minicloud, tmp_path, dt.datetime.now(dt.UTC))
+    assert_green(after, "mq.heartbeats", "mq.consumers")
+
+
+def test_wedged_dhcp_agent_is_red_at_once_naming_it_by_its_rpc_ping(
+    minicloud: Minicloud, tmp_path: Path, healed: list[str]
+) -> None:
+    # Wedged, the agent keeps its consumer and its state reports get through on fresh
+    # connections: its heartbeat looks fine, only the unanswered ping on a held queue shows
+    # it, red inside the window of a drain declared now, not after it.
+    host = minicloud.network_host
+    healed.append("neutron-dhcp-agent")
+    minicloud.fault("wedged", "neutron-dhcp-agent")
+    run = run_suite(minicloud, tmp_path, "-k", "rpc_ping", drained_at=dt.datetime.now(dt.UTC))
+    ping = run["mq.rpc_ping"]
+    assert ping.outcome == "failed"
+    assert ping.culprit.startswith(
+        f"neutron-dhcp-agent on {host} does not answer the RPC ping (topic dhcp_agent"
+    ), ping.culprit
+    assert ping.culprit.endswith("wedged"), ping.culprit
+    assert run.seconds < 60
+    minicloud.fault("heal", "neutron-dhcp-agent")
+    healed.clear()
+    assert_green(wait_green(minicloud, tmp_path, dt.datetime.now(dt.UTC)), "mq.rpc_ping")
+
+
+def test_a_dead_dhcp_agent_is_red_by_its_heartbeat_while_neutron_still_says_alive(
+    minicloud: Minicloud, tmp_path: Path
+) -> None:
+    # Neutron calls an agent alive until agent_down_time (75 s) passes without a report;
+    # after a drain the check wants a report since, and names the agent once the window ends.
+    host = minicloud.network_host
+    minicloud.fault("stop", "neutron-dhcp-agent")
+    try:
+        run = run_suite(minicloud, tmp_path, "-k", "heartbeats", drained_at=dt.datetime.now(dt.UTC))
+    finally:
+        minicloud.fault("start", "neutron-dhcp-agent")
+    heartbeats = run["mq.heartbeats"]
+    assert heartbeats.outcome == "failed"
+    assert heartbeats.culprit.startswith(f"neutron-dhcp-agent on {host} "), heartbeats.culprit
+    assert "reported" in heartbeats.culprit or "down" in heartbeats.culprit
+    assert_green(wait_green(minicloud, tmp_path, dt.datetime.now(dt.UTC)), "mq.heartbeats")

@@ -117,8 +117,8 @@ def test_stages_start_wave_by_wave_in_dependency_order(tmp_path: Path) -> None:
         ["epmd", "mariadb", "rabbitmq", "amqproxy"],
         ["keystone"],
         ["placement", "glance", "nova-api", "neutron"],
-        ["nova-conductor", "nova-scheduler"],
-        ["nova-compute"],
+        ["neutron-rpc-server", "nova-conductor", "nova-scheduler"],
+        ["neutron-dhcp-agent", "nova-compute", "nova-compute2"],
     ]
 
 
