@@ -50,6 +50,11 @@ _URL_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*://)[^\s'\"<>`]*@", re.I)
 _BROKER_URL = re.compile(
     r"\b(?:rabbit|amqps?|kombu(?:\+\w+)?|qpid|kafka)://(?:[^\s'\"<>,;)\]}]|,(?=\S))+", re.I
 )
+# Credentials without a scheme: the second host of a multi-host URL written with a space after
+# its comma (rabbit://u:p@h1, u:p@h2), which the broker URL above stops before, or a
+# user:password@host pasted alone ("scheme://" is the URL rules' job). "user@host" without a
+# colon is left alone: no password.
+_BARE_USERINFO = re.compile(r"(?<![\w.%~+:/@-])[\w.%~+-]+:(?!//)[^\s'\"<>`]*@(?=[\w\[])")
 # An incoming webhook URL is a credential in itself: whoever has it can post.
 _SLACK_WEBHOOK = re.compile(r"\b(hooks\.slack(?:-gov)?\.com/)[^\s'\"<>`]+", re.I)
 _SLACK_TOKEN = re.compile(r"\bx(?:ox[abposre]|app)-[A-Za-z0-9-]+")
@@ -126,6 +131,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         text = text.replace(secret, MASK)
     text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
     text = _BROKER_URL.sub(lambda m: m.group(0).split("://", 1)[0] + "://<redacted>", text)
+    text = _BARE_USERINFO.sub(f"{MASK}@", text)
     text = _SLACK_WEBHOOK.sub(rf"\1{MASK}", text)
     text = _SLACK_TOKEN.sub(f"xox?-{MASK}", text)
     text = _FERNET_TOKEN.sub(MASK, text)

@@ -58,6 +58,10 @@ SHAPES = [
     ("rabbit://u:p1@h1,u:p2@h2/vh", "rabbit://<redacted>", ["p1", "p2"]),
     ("rabbit://u:pa;ss@h1,u:pa;ss@h2/", "rabbit://<redacted>", ["pa;", ";ss"]),
     ("kombu+memory://u:p1@h1", "kombu+memory://<redacted>", ["p1"]),
+    # a multi-host URL written with spaces: every host's userinfo, not just the first
+    ("rabbit://u:p1@h1, u:p2@h2/ failed", f"rabbit://<redacted>, {MASK}@h2/ failed", ["p1", "p2"]),
+    ("amqp://u:p1@h1; u2:p@ss2@h2:5672", f"amqp://<redacted>; {MASK}@h2:5672", ["p1", "ss2"]),
+    ("nova:hunter2@10.0.0.5 refused", f"{MASK}@10.0.0.5 refused", ["hunter2"]),
     # quoted values of secret-named keys: JSON, Python repr, escaped inside a string
     (
         '{"password": "correct horse battery", "user": "admin"}',
@@ -158,6 +162,8 @@ def test_a_registered_secret_is_masked_in_every_spelling() -> None:
 def test_redact_leaves_plain_evidence_alone() -> None:
     line = "queue compute.mc-compute1: 0 consumers; nova-compute on mc-compute1 is up"
     assert redact(line) == line
+    mail = "ask ops@example.org, at 12:30 UTC: e2e-monitor@mq1 is not a password"
+    assert redact(mail) == mail
 
 
 def test_a_broker_url_ends_where_the_prose_goes_on() -> None:
