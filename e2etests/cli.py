@@ -35,6 +35,7 @@ from e2etests.errors import ConfigError, ExitStatus
 from e2etests.options import new_run_id, parse_drained_at, parse_run_id
 from e2etests.redact import add_secrets, message, redact, redact_tree
 from e2etests.results import RunResult
+from e2etests.sharding import parse_shard, sharded
 from e2etests.watch.events import parse_node
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
@@ -76,6 +77,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAMES",
         help="cloud names or globs, comma-separated or repeated (default: every cloud)",
+    )
+    sel.add_argument(
+        "--shard",
+        type=parse_shard,
+        metavar="K/N",
+        help="only shard K of N of those clouds, by a stable hash of each name "
+        "(one per machine or Indexed Job pod)",
     )
     sel.add_argument(
         "--workers",
@@ -390,6 +398,8 @@ def pytest_args_for(
     patterns = config.split_patterns(ns.clouds)
     if patterns:
         args += ["--clouds", ",".join(patterns)]
+    if getattr(ns, "shard", None) is not None:
+        args += ["--shard", str(ns.shard)]
     if getattr(ns, "drained_at", None) is not None:
         args += ["--drained-at", ns.drained_at.isoformat()]
     if ns.run_id:
@@ -430,7 +440,7 @@ def _run(
         return ExitStatus.HARNESS_ERROR
     slack_options = _slack_options(ns, environ)
     _check_slack(slack_options, ns, environ)
-    targets = config.load_targets(config.split_patterns(ns.clouds))
+    targets = sharded(config.load_targets(config.split_patterns(ns.clouds)), ns.shard)
     ns.run_id = ns.run_id or new_run_id()
     if ns.command == "after-drain" and ns.drained_at is None:
         ns.drained_at = dt.datetime.now(dt.UTC)

@@ -36,6 +36,7 @@ from e2etests.contract import Prop
 from e2etests.errors import ConfigError
 from e2etests.options import new_run_id, parse_drained_at, parse_run_id
 from e2etests.redact import describe, redact, redact_line
+from e2etests.sharding import parse_shard, sharded
 from e2etests.xdist_queue import queued_items
 
 __all__ = [
@@ -76,6 +77,15 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         metavar="NAMES",
         help="clouds to test: names, name/region ids or globs, comma-separated or repeated "
         "(default: $OS_CLOUD if set, else every cloud in clouds.yaml)",
+    )
+    group.addoption(
+        "--shard",
+        dest="e2e_shard",
+        type=parse_shard,
+        default=None,
+        metavar="K/N",
+        help="test only shard K of N of the selected clouds (a stable hash of each cloud's "
+        "name: adding a cloud moves no other); one per machine or Indexed Job pod",
     )
     group.addoption(
         "--drained-at",
@@ -208,7 +218,9 @@ def _targets(config: pytest.Config) -> list[CloudTarget] | ConfigError:
     if _TARGETS_KEY not in config.stash:
         patterns = e2e_config.split_patterns(config.getoption("e2e_clouds"))
         try:
-            config.stash[_TARGETS_KEY] = e2e_config.load_targets(patterns)
+            config.stash[_TARGETS_KEY] = sharded(
+                e2e_config.load_targets(patterns), config.getoption("e2e_shard")
+            )
         except ConfigError as exc:
             config.stash[_TARGETS_KEY] = exc
     return config.stash[_TARGETS_KEY]

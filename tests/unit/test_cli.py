@@ -105,6 +105,8 @@ def call(argv: list[str], **kw: object) -> tuple[int, str, str]:
             "expected an ISO 8601 time or epoch seconds",
         ),
         (["run", "--workers", "0"], "need at least 1"),
+        (["run", "--shard", "5/4"], "argument --shard: '5/4': K must be 1 to N (4)"),
+        (["after-drain", "--node", "n1", "--shard", "half"], "expected K/N"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["clouds", "--", "-x"], "'clouds' takes no pytest arguments"),
         (["run", "--run-id", "bad id!"], "argument --run-id: expected 1-40 letters"),

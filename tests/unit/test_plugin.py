@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
+from e2etests.sharding import shard_of
+
 pytest_plugins = ["pytester"]
 
 
@@ -131,6 +133,27 @@ def test_k_selects_one_cloud_and_clouds_takes_globs(
     pytester.runpytest("--clouds", "mul*", "--clouds", "alpha").assert_outcomes(passed=10)
     clouds = {line["cloud"] for line in _lines(suite / "seen.jsonl")}
     assert clouds == {"zeta", "multi/r1", "multi/r2", "alpha"}
+
+
+def test_shards_split_the_clouds_between_them_and_keep_regions_together(
+    pytester: pytest.Pytester, suite: pathlib.Path
+) -> None:
+    seen: list[set[str]] = []
+    for index in (1, 2):
+        (suite / "seen.jsonl").unlink(missing_ok=True)
+        pytester.runpytest("--shard", f"{index}/2", "-k", "test_one").assert_outcomes(passed=2)
+        seen.append({line["cloud"] for line in _lines(suite / "seen.jsonl")})
+    # By the hash of each cloud's name: the two regions of "multi" stay in one shard.
+    assert [sorted(s) for s in seen] == [["alpha", "zeta"], ["multi/r1", "multi/r2"]]
+    assert all(shard_of(c.split("/")[0], 2) == i + 1 for i, part in enumerate(seen) for c in part)
+
+
+def test_an_empty_shard_is_a_usage_error_not_a_pass(
+    pytester: pytest.Pytester, suite: pathlib.Path
+) -> None:
+    result = pytester.runpytest_subprocess("--clouds", "alpha", "--shard", "2/2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--shard 2/2: none of the 1 selected clouds falls in this shard" in result.stderr.str()
 
 
 def test_unknown_cloud_is_a_usage_error_of_one_line(
