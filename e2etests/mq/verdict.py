@@ -374,7 +374,9 @@ def judge_pings(
     red: list[str] = []
     answered: list[PingObs] = []
     for ping in sorted(pings, key=lambda p: (upstream_first(p.binary), p.topic, p.host)):
-        target = f"topic {ping.topic}, server {ping.host}"
+        # The queue named in every culprit: which check turns red first after a drain is a
+        # race, and the line an operator acts on must name the host's queue either way.
+        target = f"queue {ping.topic}.{ping.host}: topic {ping.topic}, server {ping.host}"
         if ping.ok:
             answered.append(ping)
             continue

@@ -320,7 +320,8 @@ def test_wedged_dhcp_agent_is_red_at_once_naming_it_by_its_rpc_ping(
     ping = run["mq.rpc_ping"]
     assert ping.outcome == "failed"
     assert ping.culprit.startswith(
-        f"neutron-dhcp-agent on {host} does not answer the RPC ping (topic dhcp_agent"
+        f"neutron-dhcp-agent on {host} does not answer the RPC ping "
+        f"(queue dhcp_agent.{host}: topic dhcp_agent"
     ), ping.culprit
     assert ping.culprit.endswith("wedged"), ping.culprit
     assert run.seconds < 60

@@ -345,7 +345,8 @@ def test_ping_evidence_of_500_servers_names_the_silent_ones_only() -> None:
     pings[136] = dataclasses.replace(pings[136], seconds=5.0, error="MessagingTimeout")
     verdict = judge_pings(pings, NO_DISTURBANCE, T0)
     assert verdict.problems == (
-        f"nova-compute on {DEAF} does not answer the RPC ping (topic compute, server {DEAF}): "
+        f"nova-compute on {DEAF} does not answer the RPC ping "
+        f"(queue compute.{DEAF}: topic compute, server {DEAF}): "
         "MessagingTimeout after 5.0 s",
     )
     assert verdict.evidence == (
@@ -548,6 +549,7 @@ def test_a_server_never_pinged_is_a_problem_but_never_wedged() -> None:
     waiting = [f.line for f in verdict.findings if f.status is Status.WAIT]
     assert len(waiting) == 1
     assert waiting[0].startswith(
-        "nova-compute on host-002 (topic compute, server host-002) was not pinged: its turn did "
+        "nova-compute on host-002 (queue compute.host-002: topic compute, server host-002) "
+        "was not pinged: its turn did "
         f"not come within the sweep's 5 s ({rpcping.MAX_IN_FLIGHT} pings at a time"
     )

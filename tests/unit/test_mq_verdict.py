@@ -345,7 +345,8 @@ def test_pings() -> None:
     verdict = judge_pings(pings, NO_DISTURBANCE, at(0))
     assert verdict.status is Status.RED
     assert verdict.culprit == (
-        "nova-conductor on mc-ctl does not answer the RPC ping (topic conductor, server mc-ctl): "
+        "nova-conductor on mc-ctl does not answer the RPC ping "
+        "(queue conductor.mc-ctl: topic conductor, server mc-ctl): "
         "MessagingTimeout after 5.0 s"
     )
     assert "nova-compute on mc-compute1 answered the RPC ping in 0.02 s" in verdict.evidence
@@ -364,7 +365,8 @@ def test_a_server_that_holds_its_queue_and_does_not_answer_is_red_inside_the_win
     assert verdict.status is Status.RED
     assert verdict.wait_until is None
     assert verdict.culprit == (
-        "nova-conductor on mc-ctl does not answer the RPC ping (topic conductor, server mc-ctl): "
+        "nova-conductor on mc-ctl does not answer the RPC ping "
+        "(queue conductor.mc-ctl: topic conductor, server mc-ctl): "
         "MessagingTimeout after 5.0 s; its queue conductor.mc-ctl has a consumer: wedged"
     )
     waiting = [f for f in verdict.findings if f.status is Status.WAIT]
