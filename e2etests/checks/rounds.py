@@ -70,7 +70,10 @@ def side_by_side(
                     raise
                 return _not_waited(name, cloud.id, red[0])
             cut_short = outcome.status is Status.FAILED and _stopped(outcome.culprit or "")
-            if red and outcome.leak is None and cut_short:
+            # A check stopped in its pause says it could not run (the stop is a CouldNotRun):
+            # after another's red that is the stop's doing, not a fact about the cloud.
+            gave_up = outcome.status is Status.COULD_NOT_RUN and stop.is_set()
+            if red and outcome.leak is None and (cut_short or gave_up):
                 return _not_waited(name, cloud.id, red[0])
             if outcome.status is Status.FAILED and not red:
                 red.append(outcome)
