@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
-import http.server
 import pathlib
 import socket
 import threading
@@ -22,7 +21,7 @@ from e2etests.mq.observations import CanaryObs
 from e2etests.mq.probe import CheckError, MQProbe
 from e2etests.mq.settings import MQSettings, RabbitSettings, Secret
 from e2etests.mq.verdict import Status, Verdict
-from tests.json_standin import JSONHandler, connect_to, nova_service
+from tests.json_standin import JSONHandler, connect_to, nova_service, serving
 
 WHERE = "clouds.yaml: clouds.c.e2etests.mq"
 PASSWORD = "pw-Zq9-never-shown"  # noqa: S105 -- a fake, to prove it never leaks
@@ -97,18 +96,12 @@ def healthy_routes(reported: dt.datetime) -> dict[str, Any]:
 
 @pytest.fixture
 def standin() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
-    StandIn.base = f"http://127.0.0.1:{server.server_address[1]}"
     StandIn.routes = healthy_routes(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2))
     StandIn.failing = {}
     StandIn.skew = 0.0
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield StandIn.base
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(StandIn) as base:
+        StandIn.base = base
+        yield base
 
 
 def closed_port() -> int:
@@ -291,16 +284,10 @@ def test_refused_credentials_name_the_user_and_password_settings(
         def do_GET(self) -> None:
             self._send(401, {"error": "not_authorized", "reason": "Login failed"})
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    with serving(Refusing) as url:
         mq = probe(url, tmp_path, Clocks(), window_open=True, compute_url=standin)
         with pytest.raises(CheckError) as caught:
             mq.preflight_broker()
-    finally:
-        server.shutdown()
-        server.server_close()
     message = str(caught.value)
     assert "rejected the credentials of user mon (HTTP 401)" in message
     assert f"check {WHERE}.rabbitmq.username and {WHERE}.rabbitmq.password_file" in message

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import http.server
 import pathlib
 import socket
-import threading
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -17,7 +15,7 @@ from e2etests.errors import ConfigError
 from e2etests.mq.observations import QueueSample
 from e2etests.mq.rabbit import QUEUE_COLUMNS, BrokerError, ManagementAPI
 from e2etests.mq.settings import RabbitSettings, Secret
-from tests.json_standin import JSONHandler
+from tests.json_standin import JSONHandler, serving
 
 PASSWORD = "pw-Zq9-never-shown"  # noqa: S105 -- a fake, to prove it never leaks
 USER = "e2e-monitor"
@@ -67,14 +65,8 @@ def broker() -> Iterator[str]:
         ),
     }
     FakeBroker.seen_auth = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeBroker)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(FakeBroker) as base:
+        yield base
 
 
 def api(url: str, tmp_path: pathlib.Path, password: str = PASSWORD) -> ManagementAPI:

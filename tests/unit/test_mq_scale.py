@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import http.server
 import pathlib
 import threading
 from collections.abc import Callable, Iterator
@@ -33,7 +32,7 @@ from e2etests.mq.verdict import (
     judge_heartbeats,
     judge_pings,
 )
-from tests.json_standin import JSONHandler, connect_to, iso, nova_service
+from tests.json_standin import JSONHandler, connect_to, iso, nova_service, serving
 
 WHERE = "clouds.yaml: clouds.big.e2etests.mq"
 HOSTS = [f"host-{i:03d}" for i in range(1, 501)]
@@ -170,17 +169,11 @@ def big_cloud(reported: dt.datetime) -> None:
 
 @pytest.fixture
 def cloud() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Cloud)
-    Cloud.base = f"http://127.0.0.1:{server.server_address[1]}"
     big_cloud(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2))
     Cloud.seen = []
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield Cloud.base
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Cloud) as base:
+        Cloud.base = base
+        yield base
 
 
 def rabbit_settings(url: str, tmp_path: pathlib.Path) -> RabbitSettings:
