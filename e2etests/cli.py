@@ -35,7 +35,7 @@ from e2etests.errors import ConfigError, ExitStatus
 from e2etests.options import new_run_id, parse_drained_at, parse_run_id
 from e2etests.redact import add_secrets, message, redact, redact_tree
 from e2etests.results import RunResult
-from e2etests.sharding import parse_shard, sharded
+from e2etests.sharding import MAX_SHARDS, parse_shard, sharded
 from e2etests.watch.events import parse_node
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
@@ -95,6 +95,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     sel.add_argument(
         "--run-id", type=parse_run_id, metavar="ID", help="run id stamped on every resource"
     )
+    _add_report_options(parser)
+
+
+def _add_report_options(parser: argparse.ArgumentParser) -> None:
     rep = parser.add_argument_group("reports")
     rep.add_argument(
         "--report-dir", type=Path, default=reports.DEFAULT_REPORT_DIR, metavar="DIR",
@@ -151,6 +155,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="when the drain finished: ISO 8601 or Unix seconds (default: now)",
     )  # fmt: skip
     _add_run_options(drain)
+    merge = sub.add_parser(
+        "merge",
+        help="merge the reports of a run's shards into one verdict",
+        description="Merge the reports (summary.json) that the shards of one run wrote, into "
+        "one JUnit file, summary.json, Prometheus file, Slack message and exit status. Each "
+        "DIR holds a shard's reports, or one folder per shard. A shard that never reported "
+        "makes the run 'could not run' (exit 3).",
+    )
+    merge.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="shard report folders")
+    merge.add_argument(
+        "--shards", type=_shard_count, metavar="N",
+        help="how many shards the run had (default: the N the reports name)",
+    )  # fmt: skip
+    merge.add_argument(
+        "--wait", type=_seconds(0, 86400), default=0.0, metavar="SECONDS",
+        help="wait up to SECONDS for shards still running (default: 0, merge what is there)",
+    )  # fmt: skip
+    _add_report_options(merge)
     clouds = sub.add_parser("clouds", help="list the configured clouds and their checks")
     clouds.add_argument("--clouds", action="append", default=[], metavar="NAMES")
     sub.add_parser("sweep", help="delete servers a killed run left behind", add_help=False)
@@ -181,6 +203,13 @@ def _count(value: str) -> int:
         count = 0
     if not 1 <= count <= 100:
         raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 100, got {value!r}")
+    return count
+
+
+def _shard_count(value: str) -> int:
+    count = _count(value)
+    if count > MAX_SHARDS:
+        raise argparse.ArgumentTypeError(f"{value!r}: at most {MAX_SHARDS} shards")
     return count
 
 
@@ -446,12 +475,30 @@ def _run(
         ns.drained_at = dt.datetime.now(dt.UTC)
     args = pytest_args_for(ns, pytest_args, clouds=len(targets), given=given)
     collector = ResultCollector(
-        node=getattr(ns, "node", None), drained_at=getattr(ns, "drained_at", None), run_id=ns.run_id
+        node=getattr(ns, "node", None),
+        drained_at=getattr(ns, "drained_at", None),
+        run_id=ns.run_id,
+        shard=None if ns.shard is None else str(ns.shard),
     )
     code = pytest_main(args, plugins=[collector])
     run = collector.result or collector.finish(code)
-    status = run.exit_status
     paths = reports.ReportPaths.in_dir(ns.report_dir, json=ns.json, prom=ns.prom)
+    out.write("\n")
+    return _report(run, paths, ns, slack_options, out=out, err=err, environ=environ)
+
+
+def _report(
+    run: RunResult,
+    paths: reports.ReportPaths,
+    ns: argparse.Namespace,
+    slack_options: slack.SlackOptions,
+    *,
+    out: TextIO,
+    err: TextIO,
+    environ: Mapping[str, str],
+) -> ExitStatus:
+    """Write the reports, print the summary, post to Slack; returns the run's exit status."""
+    status = run.exit_status
     try:
         reports.write_reports(run, paths)
     except OSError as exc:
@@ -459,10 +506,30 @@ def _run(
         # Upgrade tooling reads the JSON; a green exit must not sit next to a stale report.
         status = ExitStatus.HARNESS_ERROR if status == ExitStatus.OK else status
     run = _with_status(run, status)
-    out.write("\n" + summary.render_text(redact_tree(run)))
+    out.write(summary.render_text(redact_tree(run)))
     out.flush()
     slack.publish(run, slack_options, out=out, err=err, environ=environ)
     return status
+
+
+def _merge(
+    ns: argparse.Namespace, *, out: TextIO, err: TextIO, environ: Mapping[str, str]
+) -> ExitStatus:
+    from e2etests import merge  # only the merging step of a sharded run pays for it
+
+    slack_options = _slack_options(ns, environ)
+    _check_slack(slack_options, ns, environ)
+    paths = reports.ReportPaths.in_dir(
+        ns.report_dir, json=ns.json, prom=ns.prom, junit=ns.junitxml or ns.report_dir / "junit.xml"
+    )
+    inputs = {d.resolve() for d in ns.dirs}
+    for path in paths.all():
+        if path.resolve().parent in inputs or path.resolve().parent.parent in inputs:
+            raise UsageError(
+                f"merge: {path} would be written among the shard reports; use --report-dir"
+            )
+    run = merge.collect(ns.dirs, shards=ns.shards, wait=ns.wait)
+    return _report(run, paths, ns, slack_options, out=out, err=err, environ=environ)
 
 
 def _check_slack(
@@ -628,7 +695,7 @@ def main(
         if raw[:1] == ["sweep"]:
             return _sweep(raw[1:])
         ns = build_parser().parse_args(ours)
-        if ns.command in ("clouds", "watch", "gate") and pytest_args:
+        if ns.command in ("clouds", "watch", "gate", "merge") and pytest_args:
             raise UsageError(f"'{ns.command}' takes no pytest arguments")
         if ns.command == "clouds":
             return int(_clouds(ns, out=out))
@@ -636,6 +703,8 @@ def main(
             return int(_watch(ns, out=out, err=err))
         if ns.command == "gate":
             return int(_gate(ns, out=out, err=err))
+        if ns.command == "merge":
+            return int(_merge(ns, out=out, err=err, environ=environ))
         return int(
             _run(ns, pytest_args, out=out, err=err, environ=environ, pytest_main=pytest_main)
         )

@@ -24,8 +24,10 @@ class ResultCollector:
         node: str | None = None,
         drained_at: dt.datetime | None = None,
         run_id: str | None = None,
+        shard: str | None = None,
     ) -> None:
         self.node = node
+        self.shard = shard
         self.drained_at = drained_at
         self.run_id = run_id
         self.active = True
@@ -74,5 +76,6 @@ class ResultCollector:
             drained_at=self.drained_at,
             run_id=self.run_id,
             harness_errors=self.harness_errors,
+            shard=self.shard,
         )
         return self.result

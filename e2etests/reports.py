@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from e2etests import prometheus, summary, summary_json
+from e2etests import junit, prometheus, summary, summary_json
 from e2etests.redact import redact_tree
 from e2etests.results import RunResult
 
@@ -46,17 +46,28 @@ class ReportPaths:
     json: Path | None = None
     prom: Path | None = None
     text: Path | None = None
+    #: only where pytest writes none (a merged run); pytest's own is richer
+    junit: Path | None = None
 
     @classmethod
     def in_dir(
-        cls, report_dir: Path, *, json: Path | None = None, prom: Path | None = None
+        cls,
+        report_dir: Path,
+        *,
+        json: Path | None = None,
+        prom: Path | None = None,
+        junit: Path | None = None,
     ) -> ReportPaths:
         """Defaults inside ``report_dir``; explicit paths win."""
         return cls(
             json=json or report_dir / "summary.json",
             prom=prom or report_dir / "e2etests.prom",
             text=report_dir / "summary.txt",
+            junit=junit,
         )
+
+    def all(self) -> list[Path]:
+        return [p for p in (self.json, self.prom, self.text, self.junit) if p is not None]
 
 
 def write_reports(run: RunResult, paths: ReportPaths) -> list[Path]:
@@ -73,4 +84,6 @@ def write_reports(run: RunResult, paths: ReportPaths) -> list[Path]:
         written.append(atomic_write(paths.prom, prometheus.render_prometheus(run)))
     if paths.text is not None:
         written.append(atomic_write(paths.text, summary.render_text(run)))
+    if paths.junit is not None:
+        written.append(atomic_write(paths.junit, junit.render_junit(run)))
     return written

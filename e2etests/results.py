@@ -160,6 +160,10 @@ class RunResult:
     run_id: str | None = None
     #: why the harness itself could not run (collection errors, internal errors), one line each
     harness_errors: tuple[str, ...] = ()
+    #: ``K/N`` when this run checked shard K of N of the selected clouds (``--shard``)
+    shard: str | None = None
+    #: the shards (``K/N``) or report files this result was merged from (``e2etests merge``)
+    merged: tuple[str, ...] = ()
 
     @property
     def verdict(self) -> RunVerdict:
@@ -428,6 +432,7 @@ def build_run_result(
     drained_at: dt.datetime | None = None,
     run_id: str | None = None,
     harness_errors: Sequence[str] = (),
+    shard: str | None = None,
 ) -> RunResult:
     """Pure: test reports (in any order) plus run metadata -> ``RunResult``."""
     checks = build_checks(reports)
@@ -450,4 +455,5 @@ def build_run_result(
         drained_at=drained_at,
         run_id=run_id,
         harness_errors=tuple(one_line(redact(e), MAX_CULPRIT_CHARS) for e in harness_errors),
+        shard=shard,
     )

@@ -91,6 +91,10 @@ def render_text(run: RunResult, *, width: int = 100, max_failed: int = 15) -> st
     meta.append(f"started {iso(run.started_at)}")
     if run.run_id:
         meta.append(f"run {run.run_id}")
+    if run.shard:
+        meta.append(f"shard {run.shard}")
+    if run.merged:
+        meta.append(f"merged from {len(run.merged)} report{'s' if len(run.merged) != 1 else ''}")
     lines.append("  " + ", ".join(meta))
     for error in run.harness_errors[:5]:
         lines.append(clip(f"  harness: {error}", width))

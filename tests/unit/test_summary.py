@@ -101,6 +101,8 @@ def test_json_has_what_upgrade_tooling_reads() -> None:
         "started_at": "2026-01-02T03:04:05Z",
         "duration": 42.0,
         "run_id": "r1",
+        "shard": None,
+        "merged": [],
     }
     assert doc["counts"] == {
         "clouds": 2,
