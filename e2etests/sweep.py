@@ -33,6 +33,7 @@ from e2etests.config import CloudTarget
 from e2etests.errors import ConfigError, ExitStatus
 from e2etests.lifecycle import MARK_KEY, NAME_PREFIX, counts_as_gone
 from e2etests.redact import clip, describe, redact
+from e2etests.sharding import parse_shard, sharded
 from e2etests.timestamps import parse_utc
 from e2etests.waiting import Clock, Deadline
 
@@ -213,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="AGE",
         help="only servers created at least this long ago, e.g. 30m, 2h (default: 1h)",
     )
+    parser.add_argument(
+        "--shard",
+        type=parse_shard,
+        metavar="K/N",
+        help="only the clouds of shard K of N, as `e2etests run --shard K/N` chose them",
+    )
     parser.add_argument("--run-id", default=None, help="only servers of this run")
     parser.add_argument("--dry-run", action="store_true", help="list, do not delete")
     parser.add_argument(
@@ -255,6 +262,9 @@ def main(
         return ExitStatus.OK if exc.code == 0 else ExitStatus.USAGE_ERROR
     try:
         targets = e2e_config.load_targets(e2e_config.split_patterns(args.clouds))
+        # A shard's pod sweeps its own clouds only: it may be the only one that can reach them,
+        # and another shard's servers of the same run may still be in use.
+        targets = sharded(targets, args.shard)
     except ConfigError as exc:
         print(f"e2etests sweep: {redact(str(exc))}", file=err)
         return ExitStatus.USAGE_ERROR

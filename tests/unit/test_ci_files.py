@@ -239,6 +239,126 @@ def test_cronjob_writes_only_to_empty_dirs(cronjob: dict[Any, Any]) -> None:
     assert 'exit "$status"' in script
 
 
+# --- Kubernetes Indexed Job (sharded fleet run) -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def indexed() -> dict[str, dict[Any, Any]]:
+    docs = list(yaml.safe_load_all((CI / "k8s-indexed-job.yaml").read_text()))
+    return {doc["kind"]: doc for doc in docs}
+
+
+def _indexed_job(indexed: dict[str, dict[Any, Any]]) -> dict[str, Any]:
+    job: dict[str, Any] = indexed["CronJob"]["spec"]["jobTemplate"]["spec"]
+    return job
+
+
+def _indexed_env(indexed: dict[str, dict[Any, Any]]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in _container(indexed["CronJob"])["env"]}
+
+
+def test_indexed_job_has_one_index_per_shard_and_one_for_the_merge(
+    indexed: dict[str, dict[Any, Any]],
+) -> None:
+    cron = indexed["CronJob"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert CRON.match(cron["spec"]["schedule"])
+    job = _indexed_job(indexed)
+    shards = int(_indexed_env(indexed)["SHARDS"]["value"])
+    assert shards >= 2
+    assert job["completionMode"] == "Indexed"
+    assert job["completions"] == job["parallelism"] == shards + 1
+    assert job["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_indexed_job_retries_an_index_alone_and_never_a_verdict(
+    indexed: dict[str, dict[Any, Any]],
+) -> None:
+    job = _indexed_job(indexed)
+    assert 0 < job["backoffLimitPerIndex"] <= 2
+    assert "backoffLimit" not in job  # per index instead: one crash does not rerun every shard
+    rules = job["podFailurePolicy"]["rules"]
+    [fail] = [r for r in rules if r["action"] == "FailIndex"]
+    assert fail["onExitCodes"]["containerName"] == _container(indexed["CronJob"])["name"]
+    assert fail["onExitCodes"]["operator"] == "In"
+    assert set(fail["onExitCodes"]["values"]) == {1, 2}
+    [ignore] = [r for r in rules if r["action"] == "Ignore"]
+    assert ignore["onPodConditions"] == [{"type": "DisruptionTarget"}]
+
+
+def test_indexed_job_shards_share_a_run_id_and_a_read_write_many_volume(
+    indexed: dict[str, dict[Any, Any]],
+) -> None:
+    env = _indexed_env(indexed)
+    field = env["RUN_ID"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert field == "metadata.labels['batch.kubernetes.io/job-name']"
+    assert "value" not in env["E2E_SLACK_TOKEN"]
+    pod = _indexed_job(indexed)["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    claim = volumes["reports"]["persistentVolumeClaim"]["claimName"]
+    pvc = indexed["PersistentVolumeClaim"]
+    assert pvc["metadata"]["name"] == claim
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def _manifest_values(indexed: dict[str, dict[Any, Any]]) -> dict[str, str]:
+    """The env of the pod that the manifest sets to literal values."""
+    return {k: str(e["value"]) for k, e in _indexed_env(indexed).items() if "value" in e}
+
+
+def _index_script(indexed: dict[str, dict[Any, Any]], reports: Path) -> str:
+    [script] = _container(indexed["CronJob"])["args"]
+    assert isinstance(script, str)
+    return script.replace("/reports", str(reports))
+
+
+@pytest.mark.parametrize("rc", [0, 1, 3])
+def test_each_shard_index_runs_and_sweeps_its_own_shard_and_keeps_the_verdict(
+    indexed: dict[str, dict[Any, Any]], stubs: Stubs, tmp_path: Path, rc: int
+) -> None:
+    script = _index_script(indexed, tmp_path)
+    shards = int(_indexed_env(indexed)["SHARDS"]["value"])
+    for index in range(shards):
+        stubs.log.unlink(missing_ok=True)
+        env = {
+            **_manifest_values(indexed), "JOB_COMPLETION_INDEX": str(index), "RUN_ID": "fleet-7"
+        }  # fmt: skip
+        done = subprocess.run(
+            ["sh", "-c", script], env={**stubs.env, **env, "STUB_E2E_RC": str(rc)},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        shard = f"{index + 1}/{shards}"
+        out = tmp_path / "runs" / "fleet-7" / f"shard-{index + 1}"
+        assert done.returncode == rc, done.stderr
+        assert stubs.calls() == [
+            ["e2etests", "run", "--shard", shard, "--run-id", "fleet-7", "--report-dir", str(out)],
+            ["e2etests", "sweep", "--shard", shard, "--run-id", "fleet-7", "--older-than", "0s"],
+            ["e2etests", "sweep", "--shard", shard, "--older-than", "7200"],
+        ]
+
+
+def test_the_last_index_merges_every_shard_within_the_job_deadline(
+    indexed: dict[str, dict[Any, Any]], stubs: Stubs, tmp_path: Path
+) -> None:
+    script = _index_script(indexed, tmp_path)
+    shards = _indexed_env(indexed)["SHARDS"]["value"]
+    env = {**_manifest_values(indexed), "JOB_COMPLETION_INDEX": shards, "RUN_ID": "fleet-7"}
+    done = subprocess.run(
+        ["sh", "-c", script], env={**stubs.env, **env, "STUB_E2E_RC": "3"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    [merge] = stubs.calls()
+    assert merge[:2] == ["e2etests", "merge"]
+    assert merge[merge.index("--shards") + 1] == shards
+    assert merge[-1] == str(tmp_path / "runs" / "fleet-7")
+    # Its reports go beside the runs, never among them, and stay from one night to the next.
+    assert merge[merge.index("--report-dir") + 1] == str(tmp_path / "merged")
+    wait = int(merge[merge.index("--wait") + 1])
+    assert 0 < wait < _indexed_job(indexed)["activeDeadlineSeconds"]
+    assert "--slack-channel" in merge
+
+
 # --- Stub kubectl / e2etests ---------------------------------------------------
 
 _STUB = """#!/bin/sh
@@ -248,6 +368,7 @@ echo >> "$STUB_LOG"
 case "$(basename "$0") $1" in
     "kubectl drain") exit "${STUB_DRAIN_RC:-0}" ;;
     "e2etests after-drain") sleep "${STUB_E2E_SLEEP:-0}"; exit "${STUB_E2E_RC:-0}" ;;
+    "e2etests run"|"e2etests merge") exit "${STUB_E2E_RC:-0}" ;;
 esac
 exit 0
 """

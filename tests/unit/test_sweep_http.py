@@ -75,6 +75,24 @@ def test_sweep_deletes_only_old_marked_leftovers(api: ComputeStandIn) -> None:
     assert f"deleting {old}" in out
 
 
+def test_a_shard_sweeps_the_clouds_of_its_shard(api: ComputeStandIn) -> None:
+    api.add_server("e2e-r1-standin-lc", {MARK_KEY: "r1"}, minutes_old=120)
+    status, out = _sweep("--shard", "2/2", "--older-than", "1h")
+    assert status == ExitStatus.OK, out
+    assert api.alive() == []
+
+
+def test_an_empty_shard_is_refused_with_nothing_done(api: ComputeStandIn) -> None:
+    api.add_server("e2e-r1-standin-lc", {MARK_KEY: "r1"}, minutes_old=120)
+    status, out = _sweep("--shard", "1/2", "--older-than", "1h")  # "standin" is in shard 2
+    assert status == ExitStatus.USAGE_ERROR
+    assert out == (
+        "e2etests sweep: --shard 1/2: none of the 1 selected clouds falls in this shard "
+        "(use fewer shards than clouds)\n"
+    )
+    assert api.requests == []
+
+
 def test_soft_deleted_leftovers_count_as_gone(api: ComputeStandIn) -> None:
     # A cloud with reclaim_instance_interval: a deleted server stays, SOFT_DELETED.
     api.soft_delete = True
@@ -105,6 +123,7 @@ def test_the_wait_for_gone_through_503s_ends_by_its_timeout(api: ComputeStandIn)
         ["--bogus"],
         ["--run-id"],
         ["stray"],
+        ["--shard", "5/4"],
     ],
 )
 def test_a_bad_argument_is_one_line_and_exit_2_with_nothing_done(
