@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import pytest
 
@@ -37,6 +37,9 @@ from e2etests.redact import add_secrets, message, redact, redact_tree
 from e2etests.results import RunResult
 from e2etests.sharding import MAX_SHARDS, parse_shard, sharded
 from e2etests.watch.events import parse_node
+
+if TYPE_CHECKING:
+    from e2etests.watch.notify import SlackNotifier
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 #: The suites a drain can break: VM lifecycle and the message-queue checks.
@@ -107,15 +110,7 @@ def _add_report_options(parser: argparse.ArgumentParser) -> None:
     rep.add_argument("--junitxml", type=Path, metavar="PATH", help="default: DIR/junit.xml")
     rep.add_argument("--json", type=Path, metavar="PATH", help="default: DIR/summary.json")
     rep.add_argument("--prom", type=Path, metavar="PATH", help="default: DIR/e2etests.prom")
-    sl = parser.add_argument_group("slack")
-    sl.add_argument(
-        "--slack-channel", metavar="CHANNEL", help=f"post here (default: ${CHANNEL_ENV})"
-    )
-    sl.add_argument(
-        "--slack-token-file", type=Path, metavar="PATH",
-        help=f"bot token file (default: ${slack.TOKEN_ENV}, then ${slack.TOKEN_FILE_ENV})",
-    )  # fmt: skip
-    sl.add_argument("--slack-dry-run", action="store_true", help="print the blocks, post nothing")
+    sl = _slack_group(parser, "slack", dry_run="print the blocks, post nothing")
     sl.add_argument(
         "--slack-only-on-failure", action="store_true", help="post nothing for a green run"
     )
@@ -123,7 +118,23 @@ def _add_report_options(parser: argparse.ArgumentParser) -> None:
         "--slack-recovery", action=argparse.BooleanOptionalAction, default=True,
         help="announce a green run after a red one (default: on)",
     )  # fmt: skip
+
+
+def _slack_group(
+    parser: argparse.ArgumentParser, title: str, *, dry_run: str
+) -> argparse._ArgumentGroup:
+    """Where to post and with which token: the same for a run, a merge and the watcher."""
+    sl = parser.add_argument_group(title)
+    sl.add_argument(
+        "--slack-channel", metavar="CHANNEL", help=f"post here (default: ${CHANNEL_ENV})"
+    )
+    sl.add_argument(
+        "--slack-token-file", type=Path, metavar="PATH",
+        help=f"bot token file (default: ${slack.TOKEN_ENV}, then ${slack.TOKEN_FILE_ENV})",
+    )  # fmt: skip
+    sl.add_argument("--slack-dry-run", action="store_true", help=dry_run)
     sl.add_argument("--slack-api-url", metavar="URL", help=argparse.SUPPRESS)
+    return sl
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,6 +224,16 @@ def _shard_count(value: str) -> int:
     return count
 
 
+def _fraction(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value!r}") from None
+    if not 0 <= number <= 1:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {value!r}")
+    return number
+
+
 def _listen(value: str) -> tuple[str, int]:
     host, colon, port = value.rpartition(":")
     if not colon or not host or not port.isdigit() or int(port) > 65535:
@@ -271,6 +292,23 @@ def _add_watch_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
         metavar="M",
         help="passes in a row before green again (default 2)",
     )
+    hooks = watch.add_argument_group("abort hooks (run by /bin/sh with E2E_EVENT, E2E_CLOUD, ...)")
+    hooks.add_argument("--on-red", metavar="CMD", help="run when a check turns red")
+    hooks.add_argument("--on-recovered", metavar="CMD", help="run when a red check recovers")
+    hooks.add_argument(
+        "--hook-timeout", type=_seconds(1, 3600), default=30.0, metavar="S",
+        help="kill a hook still running after S seconds (default 30)",
+    )  # fmt: skip
+    sl = _slack_group(watch, "slack (one message per change)", dry_run="log them, post nothing")
+    sl.add_argument(
+        "--slack-brake", type=_fraction, default=0.3, metavar="F",
+        help="one message, not one per cloud, when more than this share of the clouds "
+        "change at once (default 0.3)",
+    )  # fmt: skip
+    sl.add_argument(
+        "--report-dir", type=Path, default=reports.DEFAULT_REPORT_DIR, metavar="DIR",
+        help="where messages Slack never took are kept (default: ./reports)",
+    )  # fmt: skip
     gate_ = sub.add_parser(
         "gate",
         help="announce a drain to a watcher and wait for its verdict",
@@ -538,12 +576,18 @@ def _check_slack(
     """Refuse a Slack post that cannot happen before the run, not after it."""
     if not options.channel or options.dry_run:
         return  # not asked for, or only printed
+    _slack_token(ns, options.channel, environ)
+
+
+def _slack_token(ns: argparse.Namespace, channel: str, environ: Mapping[str, str]) -> str:
+    """The bot token for posting to ``channel``, registered as a secret; else one line."""
     try:
-        token = slack.resolve_token(environ, options.token_file)
+        token = slack.resolve_token(environ, ns.slack_token_file)
     except slack.SlackConfigError as exc:
         asked = "--slack-channel" if ns.slack_channel else f"${CHANNEL_ENV}"
-        raise UsageError(f"{asked} {options.channel}: {exc}") from None
+        raise UsageError(f"{asked} {channel}: {exc}") from None
     add_secrets([token])
+    return token
 
 
 def _with_status(run: RunResult, status: ExitStatus) -> RunResult:
@@ -590,11 +634,13 @@ def _clouds(ns: argparse.Namespace, *, out: TextIO) -> ExitStatus:
     return ExitStatus.OK
 
 
-def _watch(ns: argparse.Namespace, *, out: TextIO, err: TextIO) -> ExitStatus:
+def _watch(
+    ns: argparse.Namespace, *, out: TextIO, err: TextIO, environ: Mapping[str, str]
+) -> ExitStatus:
     # Imported late, like the sweeper: `e2etests run` never pays for the watcher.
     import signal
 
-    from e2etests.watch import http, loop, runner, state
+    from e2etests.watch import hooks, http, loop, runner, state
 
     if ns.boot_every < ns.interval:
         raise UsageError(
@@ -613,12 +659,23 @@ def _watch(ns: argparse.Namespace, *, out: TextIO, err: TextIO) -> ExitStatus:
         out.write(f"e2etests watch: {redact(line)}\n")
         out.flush()
 
+    hook_runner = hooks.HookRunner(
+        on_red=ns.on_red, on_recovered=ns.on_recovered, timeout=ns.hook_timeout, log=log
+    )
+    notifier = _watch_notifier(ns, environ, clouds=len(watched), log=log)
+
+    def on_event(event: state.Event) -> None:
+        log(_event_line(event))
+        hook_runner(event)
+        if notifier is not None:
+            notifier(event)
+
     watcher = loop.Watcher(
         [loop.plan_for(t) for t in watched],
         checks,
         schedule=loop.Schedule(interval=ns.interval, boot_every=ns.boot_every),
         thresholds=state.Thresholds(failures=ns.failures, recoveries=ns.recoveries),
-        notify=lambda event: log(_event_line(event)),
+        notify=on_event,
         log=log,
     )
     metrics = http.Metrics(watcher)
@@ -632,6 +689,9 @@ def _watch(ns: argparse.Namespace, *, out: TextIO, err: TextIO) -> ExitStatus:
         sig: signal.signal(sig, lambda *_: watcher.stop())
         for sig in (signal.SIGTERM, signal.SIGINT)
     }
+    hook_runner.start()
+    if notifier is not None:
+        notifier.start()
     try:
         server.start()
         log(
@@ -646,9 +706,31 @@ def _watch(ns: argparse.Namespace, *, out: TextIO, err: TextIO) -> ExitStatus:
             signal.signal(sig, handler)
         server.stop()
         checks.close()
+        hook_runner.close()
+        if notifier is not None:
+            notifier.close()
     if left:
         log(f"still deleting on {', '.join(left)} at exit; the next watch sweeps what is left")
     return ExitStatus.OK
+
+
+def _watch_notifier(
+    ns: argparse.Namespace, environ: Mapping[str, str], *, clouds: int, log: Callable[[str], None]
+) -> SlackNotifier | None:
+    """The watch's Slack notifier, or None when no channel is set; UsageError for a bad one."""
+    from e2etests.watch.alerts import AlertPolicy
+    from e2etests.watch.notify import SlackNotifier
+
+    channel = ns.slack_channel or environ.get(CHANNEL_ENV) or None
+    policy = AlertPolicy(clouds=clouds, brake=ns.slack_brake)
+    if ns.slack_dry_run:
+        return SlackNotifier(None, policy, log=log, save_dir=ns.report_dir)
+    if not channel:
+        return None
+    client = slack.make_client(_slack_token(ns, channel, environ), base_url=ns.slack_api_url)
+    return SlackNotifier(
+        slack.SlackPoster(client, channel), policy, log=log, save_dir=ns.report_dir
+    )
 
 
 def _event_line(event: object) -> str:
@@ -700,7 +782,7 @@ def main(
         if ns.command == "clouds":
             return int(_clouds(ns, out=out))
         if ns.command == "watch":
-            return int(_watch(ns, out=out, err=err))
+            return int(_watch(ns, out=out, err=err, environ=environ))
         if ns.command == "gate":
             return int(_gate(ns, out=out, err=err))
         if ns.command == "merge":

@@ -55,7 +55,7 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _safe(text: str, limit: int) -> str:
+def safe_text(text: str, limit: int) -> str:
     """Dynamic text made fit for a mrkdwn field: redacted, one line, escaped, bounded."""
     return clip(escape(one_line(redact(text))), limit)
 
@@ -103,13 +103,13 @@ def pack_lines(
 def _meta_line(run: RunResult) -> str:
     parts = []
     if run.node:
-        parts.append(f"node *{_safe(run.node, 200)}*")
+        parts.append(f"node *{safe_text(run.node, 200)}*")
     if run.drained_at:
         parts.append(f"drained {iso(run.drained_at)}")
     parts.append(f"started {iso(run.started_at)}")
     parts.append(f"took {run.duration:.1f} s")
     if run.run_id:
-        parts.append(f"run `{_safe(run.run_id, 100)}`")
+        parts.append(f"run `{safe_text(run.run_id, 100)}`")
     return " · ".join(parts)
 
 
@@ -117,7 +117,7 @@ def _names(clouds: Sequence[CloudResult]) -> str:
     shown: list[str] = []
     used = 0
     for i, cloud in enumerate(clouds):
-        name = f"`{_safe(cloud.cloud, 200)}`"
+        name = f"`{safe_text(cloud.cloud, 200)}`"
         if used + len(name) > MAX_NAMES_CHARS:
             return ", ".join(shown) + f" and {len(clouds) - i} more"
         shown.append(name)
@@ -126,7 +126,7 @@ def _names(clouds: Sequence[CloudResult]) -> str:
 
 
 def _failed_line(cloud: CloudResult) -> str:
-    return f"• *{_safe(cloud.cloud, 200)}* — {_safe(cloud.culprit, MAX_CULPRIT_LINE_CHARS)}"
+    return f"• *{safe_text(cloud.cloud, 200)}* — {safe_text(cloud.culprit, MAX_CULPRIT_LINE_CHARS)}"
 
 
 def build_summary(run: RunResult, *, recovered: bool = False) -> SlackMessage:
@@ -139,7 +139,7 @@ def build_summary(run: RunResult, *, recovered: bool = False) -> SlackMessage:
         context(_meta_line(run)),
     ]
     if run.harness_errors:
-        lines = [f"• {_safe(e, MAX_CULPRIT_LINE_CHARS)}" for e in run.harness_errors[:10]]
+        lines = [f"• {safe_text(e, MAX_CULPRIT_LINE_CHARS)}" for e in run.harness_errors[:10]]
         if len(run.harness_errors) > 10:
             lines.append(f"… and {len(run.harness_errors) - 10} more")
         blocks += pack_lines(
@@ -167,7 +167,7 @@ def build_summary(run: RunResult, *, recovered: bool = False) -> SlackMessage:
             more=lambda n: f"… and {n + more} more failing clouds (see the JSON report)",
         )
     blocks += tail
-    return _finish(SlackMessage(text=_fallback(run, recovered), blocks=tuple(blocks)))
+    return finish(SlackMessage(text=_fallback(run, recovered), blocks=tuple(blocks)))
 
 
 def _counts(run: RunResult) -> str:
@@ -191,23 +191,24 @@ def _fallback(run: RunResult, recovered: bool) -> str:
 def build_reply(cloud: CloudResult) -> SlackMessage:
     """The thread reply for one failing cloud: every failed check, its culprit and evidence."""
     blocks: list[Block] = [
-        section(f"*{_safe(cloud.cloud, 200)}* — {len(cloud.failed_checks)} failed")
+        section(f"*{safe_text(cloud.cloud, 200)}* — {len(cloud.failed_checks)} failed")
     ]
     for check in cloud.failed_checks:
         if len(blocks) >= MAX_BLOCKS - 1:
             left = len(cloud.failed_checks) - (len(blocks) - 1)
             blocks.append(section(f"… and {left} more failed checks (see the JSON report)"))
             break
-        head = f"*{_safe(check.check, 200)}* ({check.outcome}): {_safe(check.culprit or '', 600)}"
+        culprit = safe_text(check.culprit or "", 600)
+        head = f"*{safe_text(check.check, 200)}* ({check.outcome}): {culprit}"
         lines = [clip(escape(redact(line)), 500) for line in check.evidence]
-        blocks.append(section(head + _code_block(lines, MAX_SECTION_CHARS - len(head) - 1)))
+        blocks.append(section(head + code_block(lines, MAX_SECTION_CHARS - len(head) - 1)))
     text = f"{cloud.cloud}: {cloud.culprit}"
-    return _finish(
+    return finish(
         SlackMessage(text=clip(escape(redact(text)), MAX_FALLBACK_CHARS), blocks=tuple(blocks))
     )
 
 
-def _code_block(lines: Sequence[str], room: int) -> str:
+def code_block(lines: Sequence[str], room: int) -> str:
     """Evidence as a preformatted block of at most ``room`` characters, fences included."""
     if not lines:
         return ""
@@ -232,7 +233,7 @@ def build_overflow_reply(clouds: Sequence[CloudResult]) -> SlackMessage:
         more=lambda n: f"… and {n} more",
     )
     text = f"{len(clouds)} more failing clouds"
-    return _finish(SlackMessage(text=text, blocks=tuple(blocks)))
+    return finish(SlackMessage(text=text, blocks=tuple(blocks)))
 
 
 def build_payload(
@@ -256,9 +257,9 @@ def build_recovery(run: RunResult, previous: PreviousRun) -> SlackMessage:
     blocks = (
         header(f"{ICON['passed']} e2etests RECOVERED: all {len(run.clouds)} clouds passed"),
         context(_meta_line(run)),
-        section(_safe(line, MAX_SECTION_CHARS)),
+        section(safe_text(line, MAX_SECTION_CHARS)),
     )
-    return _finish(SlackMessage(text=clip(escape(redact(line)), MAX_FALLBACK_CHARS), blocks=blocks))
+    return finish(SlackMessage(text=clip(escape(redact(line)), MAX_FALLBACK_CHARS), blocks=blocks))
 
 
 def redact_payload(value: Any) -> Any:
@@ -272,7 +273,7 @@ def redact_payload(value: Any) -> Any:
     return value
 
 
-def _finish(message: SlackMessage) -> SlackMessage:
+def finish(message: SlackMessage) -> SlackMessage:
     blocks = [redact_payload(b) for b in message.blocks]
     if len(blocks) > MAX_BLOCKS:
         # The builders stay under the limit; this guards future edits from a rejected post.

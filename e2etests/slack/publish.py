@@ -67,14 +67,17 @@ class SlackPoster:
         response = self.policy()(self.client.chat_postMessage, **kwargs)
         return str(response.get("ts") or "")
 
-    def post(self, payload: SlackPayload) -> str:
+    def post(self, payload: SlackPayload, thread_ts: str | None = None) -> str:
         """Returns the summary's ``ts``; raises ``SlackPostError`` with what is left unposted.
 
-        Any ``Exception`` of the client counts as a failed post, not only slack-sdk's own: a
-        truncated or non-JSON answer surfaces as ``JSONDecodeError`` or ``IncompleteRead``.
+        With ``thread_ts`` the summary was posted already (as that message): only the replies
+        go, into its thread. Any ``Exception`` of the client counts as a failed post, not only
+        slack-sdk's own: a truncated or non-JSON answer surfaces as ``JSONDecodeError`` or
+        ``IncompleteRead``.
         """
+        ts = thread_ts
         try:
-            ts = self._post(payload.summary, None)
+            ts = ts or self._post(payload.summary, None)
         except Exception as exc:
             raise SlackPostError(
                 describe_error(exc), [payload.summary, *payload.replies], None

@@ -52,6 +52,9 @@ def recent() -> str:
         (["watch", "--failures", "0"], "whole number from 1 to 100"),
         (["watch", "--interval", "60", "--boot-every", "30"], "shorter than --interval"),
         (["watch", "--", "-x"], "'watch' takes no pytest arguments"),
+        (["watch", "--slack-brake", "2"], "expected a number from 0 to 1"),
+        (["watch", "--slack-brake", "nan"], "expected a number from 0 to 1"),
+        (["watch", "--hook-timeout", "0"], "expected seconds from 1 to 3600"),
         (["gate", "--node", "n1", "--drained-at", "1e9"], "required: --watcher"),
         (["gate", "--watcher", "ftp://w", "--node", "n1", "--drained-at", "1e9"], "base URL"),
         (["gate", "--watcher", "http://w:x", "--node", "n1", "--drained-at", "1e9"], "port"),
@@ -100,6 +103,45 @@ def test_a_port_already_taken_is_one_line_and_exit_2(clouds_yaml: Path) -> None:
     assert code == ExitStatus.USAGE_ERROR
     assert err == f"e2etests: --listen 127.0.0.1:{port}: Address already in use\n"
     assert out == ""
+
+
+def test_a_slack_channel_without_a_token_is_refused_before_anything_starts(
+    clouds_yaml: Path,
+) -> None:
+    code, out, err = call(["watch", "--slack-channel", "#ops", "--listen", "127.0.0.1:0"])
+    assert code == ExitStatus.USAGE_ERROR
+    assert err.count("\n") == 1
+    assert err.startswith("e2etests: --slack-channel #ops: ")
+    assert out == ""
+
+
+def test_watch_posts_each_change_once_to_slack(clouds_yaml: Path) -> None:
+    # Both clouds' Keystone is a closed port: after 3 rounds each check is announced, once,
+    # as could not measure; a dry run logs what would be posted.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "e2etests", "watch", "--interval", "1", "--boot-every", "10",
+         "--listen", "127.0.0.1:0", "--slack-dry-run"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "slack (dry run)" in line and "COULD NOT MEASURE" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    said = "".join(lines) + rest
+    heads = [x for x in said.splitlines() if "slack (dry run): " in x and "COULD NOT MEASURE" in x]
+    assert heads, said
+    assert len(heads) == len(set(heads))  # each check once, however many rounds it stays so
+    assert "pw-watch-x" not in said
 
 
 def test_watch_serves_and_stops_on_sigterm(clouds_yaml: Path) -> None:
