@@ -18,6 +18,10 @@
 #   E2E_KILL_AFTER        seconds from SIGTERM to SIGKILL, time to delete (default: 90)
 #   E2E_AFTER_DRAIN_ARGS  extra after-drain args, split on whitespace,
 #                         e.g. "--clouds prod-* --report-dir /var/lib/e2e"
+#   E2E_WATCHER           URL of an `e2etests watch` (e.g. http://e2etests-watch:9477):
+#                         then the node is drained only while the watcher's gate is
+#                         open, and `e2etests gate` judges the drain instead of
+#                         after-drain (same 0-3 exit statuses)
 set -euo pipefail
 
 readonly DRAIN_FAILED=4
@@ -45,6 +49,18 @@ if [ -n "${E2E_AFTER_DRAIN_ARGS:-}" ]; then
     read -r -a after_drain_args <<<"$E2E_AFTER_DRAIN_ARGS"
 fi
 
+watcher=${E2E_WATCHER:-}
+if [ -n "$watcher" ]; then
+    # Between drains the watcher may have seen a cloud break: never drain on red or unknown.
+    pre=0
+    timeout 60 "$e2etests" gate --watcher "$watcher" || pre=$?
+    if [ "$pre" -ne 0 ]; then
+        case "$pre" in 1 | 2 | 3) ;; *) pre=3 ;; esac
+        echo "drain-hook: watcher at $watcher is not green (exit $pre); $node not drained, stop the roll" >&2
+        exit "$pre"
+    fi
+fi
+
 if ! "$kubectl" drain "$node" --ignore-daemonsets --delete-emptydir-data \
     --timeout="${DRAIN_TIMEOUT:-15m}" "$@"; then
     echo "drain-hook: kubectl drain $node failed; node may be cordoned, not running checks" >&2
@@ -62,14 +78,22 @@ run_id="drain-$(date -u +%Y%m%d%H%M%S)-$$"
 # created: the grace before SIGKILL covers a delete (delete_timeout, 60 s by
 # default). `|| rc=$?` keeps set -e from ending us here.
 rc=0
-timeout --kill-after="${E2E_KILL_AFTER:-90}" "${E2E_TIMEOUT:-1800}" \
-    "$e2etests" after-drain --node "$node" --drained-at "$drained_at" --run-id "$run_id" \
-    ${after_drain_args[@]+"${after_drain_args[@]}"} || rc=$?
+if [ -n "$watcher" ]; then
+    # The watcher boots its canaries and deletes them itself: nothing of ours to sweep.
+    # Its own --timeout comes first, so its verdict (with the culprit) is what we get.
+    timeout --kill-after=10 "$((${E2E_TIMEOUT:-1800} + 30))" \
+        "$e2etests" gate --watcher "$watcher" --node "$node" --drained-at "$drained_at" \
+        --timeout "${E2E_TIMEOUT:-1800}" || rc=$?
+else
+    timeout --kill-after="${E2E_KILL_AFTER:-90}" "${E2E_TIMEOUT:-1800}" \
+        "$e2etests" after-drain --node "$node" --drained-at "$drained_at" --run-id "$run_id" \
+        ${after_drain_args[@]+"${after_drain_args[@]}"} || rc=$?
 
-# Whatever the verdict: remove what a killed or interrupted run left behind.
-# Only this run's servers (its id is in their name and mark), so at any age.
-if ! timeout 300 "$e2etests" sweep --run-id "$run_id" --older-than 0s; then
-    echo "drain-hook: sweep of run $run_id failed; run 'e2etests sweep --run-id $run_id'" >&2
+    # Whatever the verdict: remove what a killed or interrupted run left behind.
+    # Only this run's servers (its id is in their name and mark), so at any age.
+    if ! timeout 300 "$e2etests" sweep --run-id "$run_id" --older-than 0s; then
+        echo "drain-hook: sweep of run $run_id failed; run 'e2etests sweep --run-id $run_id'" >&2
+    fi
 fi
 case "$rc" in
     0 | 1 | 2 | 3) ;;

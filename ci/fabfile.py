@@ -81,6 +81,9 @@ class RollPlan:
     upgrade_timeout: int = 3600
     ready_timeout: str = "10m"
     check_timeout: int = 1800
+    #: an `e2etests watch` base URL: it judges each drain, and no node is drained while
+    #: its gate is closed (a cloud broke between drains)
+    watcher: str = ""
 
 
 def _split(spec: str) -> tuple[str, ...]:
@@ -155,6 +158,16 @@ def after_drain_command(plan: RollPlan, node: str, drained_at: str) -> str:
     return shlex.join(argv)
 
 
+def gate_now_command(plan: RollPlan) -> str:
+    return shlex.join(["timeout", "60", plan.e2etests, "gate", "--watcher", plan.watcher])
+
+
+def gate_command(plan: RollPlan, node: str, drained_at: str) -> str:
+    argv = ["timeout", "--kill-after=10", str(plan.check_timeout + 30), plan.e2etests, "gate"]
+    argv += ["--watcher", plan.watcher, "--node", node, "--drained-at", drained_at]
+    return shlex.join([*argv, "--timeout", str(plan.check_timeout)])
+
+
 def _utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -181,6 +194,15 @@ def roll_nodes(
     for index, node in enumerate(plan.nodes):
         pending = plan.nodes[index + 1 :]
         left = f" Not rolled yet: {', '.join(pending)}." if pending else ""
+
+        if plan.watcher:
+            closed = local.run(gate_now_command(plan), warn=True).exited
+            if closed != OK:
+                _stop(
+                    f"the watcher's gate is not open (exit {closed}): a cloud is red or not "
+                    f"judged; {node} not drained. Roll stopped.{left}"
+                )
+                return closed if closed in (CHECK_FAILED, USAGE_ERROR) else HARNESS_ERROR
 
         _say(f"draining {node}")
         if local.run(drain_command(node, plan.drain_timeout), warn=True).exited != 0:
@@ -215,9 +237,13 @@ def roll_nodes(
             return ROLL_STEP_FAILED
 
         _say(f"checking clouds after draining {node} at {drained_at}")
-        status = local.run(after_drain_command(plan, node, drained_at), warn=True).exited
-        if local.run(sweep_command(plan, run_id_for(node, drained_at)), warn=True).exited != 0:
-            _say(f"sweep of run {run_id_for(node, drained_at)} failed; run it by hand")
+        if plan.watcher:  # its canaries are its own to delete: nothing of this roll to sweep
+            status = local.run(gate_command(plan, node, drained_at), warn=True).exited
+        else:
+            status = local.run(after_drain_command(plan, node, drained_at), warn=True).exited
+            run_id = run_id_for(node, drained_at)
+            if local.run(sweep_command(plan, run_id), warn=True).exited != 0:
+                _say(f"sweep of run {run_id} failed; run it by hand")
         if status in _TIMED_OUT:
             _stop(f"e2etests after-drain timed out after {plan.check_timeout}s")
             status = HARNESS_ERROR
@@ -267,6 +293,7 @@ def roll_nodes(
         "upgrade-timeout": "seconds the upgrade command may take (default: 3600)",
         "ready-timeout": "how long to wait for the node to be Ready (default: 10m)",
         "check-timeout": "seconds e2etests after-drain may take (default: 1800)",
+        "watcher": "an `e2etests watch` URL: it judges each drain, and gates each next one",
     },
 )
 def roll(
@@ -282,6 +309,7 @@ def roll(
     upgrade_timeout: int = 3600,
     ready_timeout: str = "10m",
     check_timeout: int = 1800,
+    watcher: str = "",
 ) -> None:
     """Drain, upgrade, check and uncordon each node; stop at the first failure."""
     try:
@@ -307,6 +335,7 @@ def roll(
         upgrade_timeout=upgrade_timeout,
         ready_timeout=ready_timeout,
         check_timeout=check_timeout,
+        watcher=watcher,
     )
 
     def on_node(node: str) -> Runner:

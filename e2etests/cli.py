@@ -322,11 +322,14 @@ def _add_watch_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
         metavar="URL",
         help="the watcher's base URL, e.g. http://e2etests-watch:9477",
     )
-    gate_.add_argument("--node", type=parse_node, required=True, help="the node that was drained")
+    gate_.add_argument(
+        "--node", type=parse_node,
+        help="the node that was drained (without --node and --drained-at: only say whether "
+        "the gate is open now, as a roll asks before its next drain)",
+    )  # fmt: skip
     gate_.add_argument(
         "--drained-at",
         type=parse_drained_at,
-        required=True,
         metavar="TIME",
         help="when the drain finished: ISO 8601 or Unix seconds",
     )
@@ -748,6 +751,10 @@ def _event_line(event: object) -> str:
 def _gate(ns: argparse.Namespace, *, out: TextIO, err: TextIO) -> ExitStatus:
     from e2etests.watch import gate
 
+    if (ns.node is None) != (ns.drained_at is None):
+        raise UsageError("gate: give --node and --drained-at together, or neither")
+    if ns.node is None:
+        return gate.check_gate(ns.watcher, out=out, err=err)
     request = gate.GateRequest(ns.watcher, ns.node, ns.drained_at, ns.timeout)
     return gate.run_gate(request, out=out, err=err)
 

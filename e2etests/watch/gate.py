@@ -25,7 +25,7 @@ from e2etests.redact import clip, message, redact_line
 from e2etests.timestamps import utc_iso
 from e2etests.waiting import Clock, Deadline, poll
 
-__all__ = ["DEFAULT_TIMEOUT", "GateRequest", "parse_watcher_url", "run_gate"]
+__all__ = ["DEFAULT_TIMEOUT", "GateRequest", "check_gate", "parse_watcher_url", "run_gate"]
 
 #: Seconds to wait for the verdict: a grace window (70 s), a canary boot and a delete.
 DEFAULT_TIMEOUT = 300.0
@@ -174,6 +174,38 @@ def run_gate(
     only_config = bool(pending) and all(c.get("misconfigured") for c in pending)
     status_ = ExitStatus.USAGE_ERROR if only_config else ExitStatus.CHECK_FAILED
     return _verdict(doc, req, clock() - started, status_, out, timed_out=True)
+
+
+def check_gate(watcher: str, *, out: TextIO, err: TextIO, fetch: Fetch = _fetch) -> ExitStatus:
+    """The gate as it stands, no drain announced: what a roll asks before its next drain.
+
+    0 every cloud that holds the gate is green; 1 one is red or not judged yet (the roll must
+    not drain on an unknown); 3 the watcher does not answer.
+    """
+    url = f"{watcher}/gate"
+    try:
+        code, body = fetch("GET", url, None, REQUEST_TIMEOUT)
+        doc = _json(code, body, url)
+    except _NoAnswer as exc:
+        err.write(f"e2etests gate: watcher at {watcher} does not answer: {redact_line(str(exc))}\n")
+        return ExitStatus.HARNESS_ERROR
+    is_open = code == 200 and doc.get("open") is True
+    blocking = [c for c in _clouds(doc) if c.get("blocking")]
+    lines = [
+        f"{'GREEN' if is_open else 'RED'} now: "
+        f"{sum(c.get('verdict') == 'green' for c in blocking)} of {len(blocking)} clouds green"
+    ]
+    for c in _clouds(doc):
+        if c.get("verdict") != "green":
+            tag = (
+                "QUAR"
+                if not c.get("blocking")
+                else {"red": "FAIL"}.get(str(c.get("verdict")), "WAIT")
+            )
+            for reason in [str(r) for r in c.get("reasons") or []] or ["not judged yet"]:
+                lines.append(f"  {tag}  {c.get('cloud')}  {clip(redact_line(reason), 200)}")
+    out.write("\n".join(lines) + "\n")
+    return ExitStatus.OK if is_open else ExitStatus.CHECK_FAILED
 
 
 def _clouds(doc: dict[str, Any]) -> list[dict[str, Any]]:

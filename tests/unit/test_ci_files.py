@@ -369,6 +369,11 @@ case "$(basename "$0") $1" in
     "kubectl drain") exit "${STUB_DRAIN_RC:-0}" ;;
     "e2etests after-drain") sleep "${STUB_E2E_SLEEP:-0}"; exit "${STUB_E2E_RC:-0}" ;;
     "e2etests run"|"e2etests merge") exit "${STUB_E2E_RC:-0}" ;;
+    "e2etests gate")
+        case " $* " in
+            *" --node "*) exit "${STUB_E2E_RC:-0}" ;;
+            *) exit "${STUB_PRECHECK_RC:-0}" ;;
+        esac ;;
 esac
 exit 0
 """
@@ -454,6 +459,42 @@ def test_hook_green_uncordons(stubs: Stubs) -> None:
     # The run's own leftovers are swept, at any age, before the node is uncordoned.
     assert sweep == ["e2etests", "sweep", "--run-id", after[7], "--older-than", "0s"]
     assert uncordon == ["kubectl", "uncordon", "node-a"]
+
+
+WATCHER = "http://e2etests-watch:9477"
+
+
+def test_hook_with_a_watcher_drains_only_while_its_gate_is_open(stubs: Stubs) -> None:
+    result = _hook(stubs, "node-a", E2E_WATCHER=WATCHER, E2E_TIMEOUT="600")
+    assert result.returncode == 0, result.stderr
+    precheck, drain, gate, uncordon = stubs.calls()
+    assert precheck == ["e2etests", "gate", "--watcher", WATCHER]
+    assert drain[:3] == ["kubectl", "drain", "node-a"]
+    assert gate[:6] == ["e2etests", "gate", "--watcher", WATCHER, "--node", "node-a"]
+    assert gate[6] == "--drained-at"
+    assert ISO_UTC.match(gate[7])
+    assert gate[8:] == ["--timeout", "600"]
+    assert uncordon == ["kubectl", "uncordon", "node-a"]
+
+
+@pytest.mark.parametrize("status", [1, 3])
+def test_hook_with_a_red_watcher_does_not_drain(stubs: Stubs, status: int) -> None:
+    result = _hook(stubs, "node-a", E2E_WATCHER=WATCHER, STUB_PRECHECK_RC=str(status))
+    assert result.returncode == status
+    assert stubs.calls() == [["e2etests", "gate", "--watcher", WATCHER]]
+    assert "node-a not drained, stop the roll" in result.stderr
+
+
+@pytest.mark.parametrize("status", [1, 2, 3])
+def test_hook_with_a_watcher_red_after_the_drain_leaves_the_node_cordoned(
+    stubs: Stubs, status: int
+) -> None:
+    result = _hook(stubs, "node-a", E2E_WATCHER=WATCHER, STUB_E2E_RC=str(status))
+    assert result.returncode == status
+    assert stubs.called("kubectl", "drain")
+    assert stubs.called("kubectl", "uncordon") == []
+    assert stubs.called("e2etests", "after-drain") == []
+    assert "left cordoned" in result.stderr
 
 
 @pytest.mark.parametrize("status", [1, 2, 3])
@@ -548,7 +589,7 @@ class ShellRunner:
 
 
 def _roll(
-    fabfile: ModuleType, stubs: Stubs, nodes: tuple[str, ...], **env: str
+    fabfile: ModuleType, stubs: Stubs, nodes: tuple[str, ...], watcher: str = "", **env: str
 ) -> tuple[int, list[str]]:
     runner = ShellRunner({**stubs.env, **env})
     on_node: list[str] = []
@@ -562,6 +603,7 @@ def _roll(
         upgrade='echo upgraded {node} >> "$STUB_LOG"',
         clouds=("prod-*",),
         report_dir="/var/reports/",
+        watcher=watcher,
     )
     status: int = fabfile.roll_nodes(plan, runner, ssh, now=lambda: DRAINED_AT)
     return status, on_node
@@ -608,6 +650,36 @@ def test_fabfile_green_roll_uncordons_every_node_in_order(
         "--report-dir",
         "/var/reports/node-a",
     ]
+
+
+def test_fabfile_with_a_watcher_gates_each_drain_on_it(
+    fabfile: ModuleType, stubs: Stubs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _ = _roll(fabfile, stubs, ("node-a", "node-b"), watcher=WATCHER)
+    assert status == 0
+    steps = [" ".join(c[:3]) for c in stubs.calls()]
+    per_node = [
+        "e2etests gate --watcher",
+        "kubectl drain {n}",
+        "upgraded {n}",
+        "kubectl wait --for=condition=Ready",
+        "e2etests gate --watcher",
+        "kubectl uncordon {n}",
+    ]
+    assert steps == [s.format(n=n) for n in ("node-a", "node-b") for s in per_node]
+    gate = next(c for c in stubs.called("e2etests", "gate") if "--node" in c)
+    assert gate[2:] == [
+        "--watcher", WATCHER, "--node", "node-a", "--drained-at", DRAINED_AT, "--timeout", "1800",
+    ]  # fmt: skip
+
+
+def test_fabfile_stops_before_draining_when_the_watcher_is_red(
+    fabfile: ModuleType, stubs: Stubs, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _ = _roll(fabfile, stubs, ("node-a",), watcher=WATCHER, STUB_PRECHECK_RC="1")
+    assert status == 1
+    assert stubs.calls() == [["e2etests", "gate", "--watcher", WATCHER]]
+    assert "node-a not drained. Roll stopped." in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

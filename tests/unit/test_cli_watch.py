@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,42 @@ def test_gate_is_1_when_a_cloud_is_not_judged_in_time(served: tuple[str, FakeRun
     assert code == ExitStatus.CHECK_FAILED
     assert "not every cloud judged within 3s" in out
     assert "WAIT  c1  mq.heartbeats: could not measure" in out
+
+
+def test_the_gate_now_is_0_once_green_and_1_once_red_and_posts_no_drain(
+    served: tuple[str, FakeRunner],
+) -> None:
+    url, runner = served
+    deadline = time.monotonic() + BOUND
+    code, out, _ = call(["gate", "--watcher", url])
+    while code != ExitStatus.OK and time.monotonic() < deadline:  # until first judged
+        time.sleep(0.2)
+        code, out, _ = call(["gate", "--watcher", url])
+    assert (code, out) == (ExitStatus.OK, "GREEN now: 1 of 1 clouds green\n")
+    runner.fail["mq.heartbeats"] = Status.FAILED
+    while "FAIL" not in out and time.monotonic() < deadline:  # one failure short of red: WAIT
+        time.sleep(0.2)
+        code, out, _ = call(["gate", "--watcher", url])
+        assert code == ExitStatus.OK or code == ExitStatus.CHECK_FAILED
+    assert code == ExitStatus.CHECK_FAILED
+    assert out.startswith("RED now: 0 of 1 clouds green\n  FAIL  c1  mq.heartbeats")
+    assert all(c[2] is None for c in runner.calls)  # no drain was announced
+
+
+def test_the_gate_now_is_3_when_no_watcher_answers() -> None:
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    code, out, err = call(["gate", "--watcher", f"http://127.0.0.1:{port}"])
+    assert code == ExitStatus.HARNESS_ERROR
+    assert err.startswith(f"e2etests gate: watcher at http://127.0.0.1:{port} does not answer")
+    assert out == ""
+
+
+def test_the_gate_wants_node_and_drain_time_together() -> None:
+    code, _, err = call(["gate", "--watcher", "http://w", "--node", "n1"])
+    assert code == ExitStatus.USAGE_ERROR
+    assert err == "e2etests: gate: give --node and --drained-at together, or neither\n"
 
 
 # -- the gate against stand-ins ----------------------------------------------------------------
