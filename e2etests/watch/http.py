@@ -142,6 +142,11 @@ class _StateCollector(Collector):
             "up": GaugeMetricFamily(
                 "e2etests_watch_up", "1 while the check is green, else 0", labels=_LABELS
             ),
+            "red": GaugeMetricFamily(
+                "e2etests_watch_red",
+                "1 while the check is red (the smoothed verdict the gate and alerts act on)",
+                labels=_LABELS,
+            ),
             "state": GaugeMetricFamily(
                 "e2etests_watch_state",
                 "1 for the check's current state (passed, failing, could not measure, …)",
@@ -168,9 +173,10 @@ class _StateCollector(Collector):
                 labels=(*_LABELS, "reason"),
             ),
         }
-        for cloud, check, up, light, failures, since, duration, culprit in checks:
+        for cloud, check, up, red, light, failures, since, duration, culprit in checks:
             labels = [cloud, check]
             families["up"].add_metric(labels, up)
+            families["red"].add_metric(labels, red)
             families["state"].add_metric([*labels, light.replace(" ", "_")], 1)
             families["failures"].add_metric(labels, failures)
             families["since_success"].add_metric(labels, since)
@@ -190,6 +196,7 @@ def _rows(state: WatchState, now: float) -> tuple[list[tuple[Any, ...]], bool]:
             s.cloud,
             s.check,
             1 if s.verdict_at(now) is Verdict.GREEN else 0,
+            1 if s.verdict_at(now) is Verdict.RED else 0,
             s.light_at(now).value,
             s.failures,
             s.seconds_since_success(now),

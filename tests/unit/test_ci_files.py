@@ -359,6 +359,104 @@ def test_the_last_index_merges_every_shard_within_the_job_deadline(
     assert "--slack-channel" in merge
 
 
+# --- Kubernetes Deployment of the watcher, and its alert rules ---------------------
+
+
+@pytest.fixture(scope="module")
+def watch_manifest() -> dict[str, dict[Any, Any]]:
+    docs = list(yaml.safe_load_all((CI / "k8s-watch.yaml").read_text()))
+    return {doc["kind"]: doc for doc in docs}
+
+
+def _watch_container(watch_manifest: dict[str, dict[Any, Any]]) -> dict[str, Any]:
+    [container] = watch_manifest["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert isinstance(container, dict)
+    return container
+
+
+def test_watch_deployment_is_one_watcher_never_two(
+    watch_manifest: dict[str, dict[Any, Any]],
+) -> None:
+    spec = watch_manifest["Deployment"]["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"]["type"] == "Recreate"
+    pod = spec["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] > 30  # the watcher's own stop bound
+    assert spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items()
+
+
+def test_watch_deployment_probes_the_loop_on_the_port_it_listens_on(
+    watch_manifest: dict[str, dict[Any, Any]],
+) -> None:
+    container = _watch_container(watch_manifest)
+    args = container["args"]
+    assert args[0] == "watch"
+    [listen] = [a for a in args if a.startswith("--listen=")]
+    port = int(listen.rsplit(":", 1)[1])
+    assert listen.split("=", 1)[1].startswith("0.0.0.0:")  # reachable from the Service
+    [named] = container["ports"]
+    assert named["containerPort"] == port
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        check = container[probe]["httpGet"]
+        assert check["path"] == "/healthz"
+        assert check["port"] == named["name"]
+    service = watch_manifest["Service"]["spec"]
+    assert service["ports"][0]["targetPort"] == named["name"]
+    labels = watch_manifest["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert service["selector"].items() <= labels.items()
+
+
+def test_watch_deployment_takes_its_secrets_from_secrets_and_runs_read_only(
+    watch_manifest: dict[str, dict[Any, Any]],
+) -> None:
+    container = _watch_container(watch_manifest)
+    env = {e["name"]: e for e in container["env"]}
+    assert "value" not in env["E2E_SLACK_TOKEN"]
+    assert env["E2E_SLACK_TOKEN"]["valueFrom"]["secretKeyRef"]["name"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    [report_dir] = [a for a in container["args"] if a.startswith("--report-dir=")]
+    writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
+    assert any(report_dir.split("=", 1)[1].startswith(path) for path in writable)
+
+
+def _exported_metric_names() -> set[str]:
+    import prometheus_client
+
+    from e2etests.checks import CheckOutcome, Status
+    from e2etests.watch.http import Metrics
+    from e2etests.watch.loop import Plan, Schedule, Watcher
+    from tests.unit.test_watch_loop import FakeRunner
+
+    watcher = Watcher(
+        [Plan("c1", ("mq.consumers",), "mq.canary", grace=60)],
+        FakeRunner(),
+        schedule=Schedule(interval=10, boot_every=60),
+        log=lambda line: None,
+    )
+    watcher._record(
+        CheckOutcome("mq.consumers", "c1", Status.FAILED, culprit="x"), started=watcher.clock()
+    )
+    text = prometheus_client.generate_latest(Metrics(watcher).registry).decode()
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
+
+
+def test_alert_rules_use_only_metrics_the_watcher_exports() -> None:
+    rules = yaml.safe_load((CI / "prometheus-rules.yaml").read_text())
+    [group] = rules["groups"]
+    alerts = {r["alert"]: r for r in group["rules"]}
+    assert {"E2ETestsCloudRed", "E2ETestsWatcherDown"} <= set(alerts)
+    exported = _exported_metric_names()
+    for name, rule in alerts.items():
+        used = set(re.findall(r"\b(e2etests_watch_[a-z_]+)", rule["expr"]))
+        assert used, name
+        assert used <= exported, (name, used - exported)
+        assert rule["labels"]["severity"] in {"critical", "warning"}
+        assert rule["annotations"]["summary"]
+    # Red is already smoothed by the watcher: no second wait before the alert fires.
+    assert "for" not in alerts["E2ETestsCloudRed"]
+    assert "absent(" in alerts["E2ETestsWatcherDown"]["expr"]
+
+
 # --- Stub kubectl / e2etests ---------------------------------------------------
 
 _STUB = """#!/bin/sh

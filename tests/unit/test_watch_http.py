@@ -104,6 +104,12 @@ def test_metrics_per_cloud_and_check_with_a_short_reason_and_a_boot_histogram(
     assert 'e2etests_watch_up{check="mq.canary",cloud="c1"} 1.0' in text
     assert 'e2etests_watch_up{check="mq.consumers",cloud="c1"} 0.0' in text
     assert 'e2etests_watch_consecutive_failures{check="mq.consumers",cloud="c1"} 1.0' in text
+    # One failure short of red: not green (up 0), not red yet either.
+    assert 'e2etests_watch_red{check="mq.consumers",cloud="c1"} 0.0' in text
+    record(watcher, "mq.consumers", Status.FAILED, long)
+    text = get(f"{server.url}/metrics")[1].decode()
+    assert 'e2etests_watch_red{check="mq.consumers",cloud="c1"} 1.0' in text
+    assert 'e2etests_watch_red{check="mq.canary",cloud="c1"} 0.0' in text
     assert 'e2etests_watch_last_duration_seconds{check="mq.canary",cloud="c1"} 9.0' in text
     assert 'e2etests_watch_seconds_since_success{check="mq.consumers",cloud="c1"} 2.0' in text
     assert 'e2etests_watch_boot_seconds_count{cloud="c1"} 1.0' in text
