@@ -24,6 +24,7 @@ import pytest
 from _pytest._code.code import ReprFileLocation, TerminalRepr
 from _pytest._io import TerminalWriter
 
+from e2etests import redact_live
 from e2etests.redact import redact
 from e2etests.reports import atomic_write
 
@@ -118,8 +119,10 @@ class RedactingPlugin:
     """The hooks: a report is redacted where it is made and again where it is logged (twice is
     harmless), before any reporter, wrappers running ahead of plain hook implementations."""
 
-    def __init__(self, junit_xml: Path | None = None) -> None:
+    def __init__(self, junit_xml: Path | None = None, *, streams: bool = False) -> None:
         self.junit_xml = junit_xml
+        # Live logs and, under -s, what tests print never become reports: redact them live.
+        self._undo_live = redact_live.install(streams=streams)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self) -> Generator[None, pytest.TestReport, pytest.TestReport]:
@@ -156,6 +159,7 @@ class RedactingPlugin:
 
     @pytest.hookimpl(trylast=True)
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self._undo_live()
         # junitxml wrote the file at session finish; what reached it past the reports goes now.
         if self.junit_xml is not None and self.junit_xml.is_file():
             try:
@@ -185,7 +189,9 @@ def register(config: pytest.Config) -> None:
     """
     if config.pluginmanager.has_plugin(PLUGIN_NAME) or hasattr(config, "workerinput"):
         return
-    config.pluginmanager.register(RedactingPlugin(_junit_path(config)), PLUGIN_NAME)
+    uncaptured = config.getoption("capture", "fd") == "no"
+    plugin = RedactingPlugin(_junit_path(config), streams=uncaptured)
+    config.pluginmanager.register(plugin, PLUGIN_NAME)
 
 
 def pytest_configure(config: pytest.Config) -> None:

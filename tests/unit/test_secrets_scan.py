@@ -179,6 +179,20 @@ def test_no_secret_reaches_the_terminal_or_junit_xml(
     assert "FAILED test_leaky.py::test_fail_without_traceback" in terminal
 
 
+# Output that never becomes a report: prints under -s, log records shown live.
+@pytest.mark.parametrize(
+    "live", [["-s"], ["--log-cli-level=INFO"], ["-s", "--log-cli-level=INFO"]],
+    ids=["no-capture", "live-logs", "both"],
+)  # fmt: skip
+def test_no_secret_reaches_the_terminal_live(pytester: pytest.Pytester, live: list[str]) -> None:
+    control, _ = _run(pytester, *live)
+    assert _leaks(control)  # the secrets were on the live path
+    terminal, junit = _run(pytester, "-p", "e2etests.redacting", *live)
+    assert _leaks(terminal) == []
+    assert _leaks(junit) == []
+    assert "https://***@keystone.example:5000/v3" in terminal
+
+
 def _leaky_run() -> RunResult:
     check = CheckResult(
         "cloud-a",
