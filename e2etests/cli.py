@@ -32,7 +32,7 @@ import e2etests
 from e2etests import config, reports, slack, summary
 from e2etests.collector import ResultCollector
 from e2etests.errors import ConfigError, ExitStatus
-from e2etests.options import new_run_id, parse_drained_at, parse_run_id
+from e2etests.options import new_run_id, parse_drained_at, parse_run_id, whole_number
 from e2etests.redact import add_secrets, message, redact, redact_tree
 from e2etests.results import RunResult
 from e2etests.sharding import MAX_SHARDS, parse_shard, sharded
@@ -176,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     merge.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="shard report folders")
     merge.add_argument(
-        "--shards", type=_shard_count, metavar="N",
+        "--shards", type=whole_number(1, MAX_SHARDS), metavar="N",
         help="how many shards the run had (default: the N the reports name)",
     )  # fmt: skip
     merge.add_argument(
@@ -205,23 +205,6 @@ def _seconds(low: float, high: float) -> Callable[[str], float]:
         return number
 
     return parse
-
-
-def _count(value: str) -> int:
-    try:
-        count = int(value)
-    except ValueError:
-        count = 0
-    if not 1 <= count <= 100:
-        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to 100, got {value!r}")
-    return count
-
-
-def _shard_count(value: str) -> int:
-    count = _count(value)
-    if count > MAX_SHARDS:
-        raise argparse.ArgumentTypeError(f"{value!r}: at most {MAX_SHARDS} shards")
-    return count
 
 
 def _fraction(value: str) -> float:
@@ -280,14 +263,14 @@ def _add_watch_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     watch.add_argument(
         "--failures",
-        type=_count,
+        type=whole_number(1, 100),
         default=2,
         metavar="N",
         help="failing observations in a row before red (a failed boot: one; default 2)",
     )
     watch.add_argument(
         "--recoveries",
-        type=_count,
+        type=whole_number(1, 100),
         default=2,
         metavar="M",
         help="passes in a row before green again (default 2)",

@@ -9,10 +9,18 @@ import argparse
 import datetime as dt
 import re
 import secrets
+from collections.abc import Callable
 
 from e2etests.timestamps import parse_utc
 
-__all__ = ["CLOCK_SKEW", "EARLIEST_DRAIN", "new_run_id", "parse_drained_at", "parse_run_id"]
+__all__ = [
+    "CLOCK_SKEW",
+    "EARLIEST_DRAIN",
+    "new_run_id",
+    "parse_drained_at",
+    "parse_run_id",
+    "whole_number",
+]
 
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}")
 
@@ -64,3 +72,19 @@ def parse_run_id(value: str) -> str:
 def new_run_id() -> str:
     """A fresh run id: sortable by time, unique enough for concurrent runs."""
     return f"{dt.datetime.now(dt.UTC):%Y%m%d%H%M%S}-{secrets.token_hex(2)}"
+
+
+def whole_number(low: int = 1, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` (to ``high``), else one line saying so."""
+    wanted = f">= {low}" if high is None else f"from {low} to {high}"
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if number < low or (high is not None and number > high):
+            raise argparse.ArgumentTypeError(f"expected a whole number {wanted}, got {value!r}")
+        return number
+
+    return parse

@@ -14,7 +14,6 @@ asks for ``cloud``: the harness's own unit tests run without any clouds.yaml.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import signal
 import sys
@@ -34,7 +33,7 @@ from e2etests.cloud import Cloud
 from e2etests.config import CloudTarget
 from e2etests.contract import Prop
 from e2etests.errors import ConfigError
-from e2etests.options import new_run_id, parse_drained_at, parse_run_id
+from e2etests.options import new_run_id, parse_drained_at, parse_run_id, whole_number
 from e2etests.redact import describe, redact, redact_line
 from e2etests.sharding import parse_shard, sharded
 from e2etests.xdist_queue import queued_items
@@ -107,22 +106,12 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     group.addoption(
         "--concurrent-boots",
         dest="e2e_concurrent_boots",
-        type=_positive_int,
+        type=whole_number(1),
         default=8,
         metavar="N",
         help="lifecycle checks in flight at once per process, each on its own cloud "
         "(default: 8; 1 runs them one after another)",
     )
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}")
-    return number
 
 
 # -- configuration and xdist ----------------------------------------------------------------

@@ -51,6 +51,7 @@ def recent() -> str:
         (["watch", "--listen", "9477"], "expected HOST:PORT"),
         (["watch", "--listen", "h:99999"], "expected HOST:PORT"),
         (["watch", "--failures", "0"], "whole number from 1 to 100"),
+        (["merge", "--shards", "1001", "d"], "whole number from 1 to 1000, got '1001'"),
         (["watch", "--interval", "60", "--boot-every", "30"], "shorter than --interval"),
         (["watch", "--", "-x"], "'watch' takes no pytest arguments"),
         (["watch", "--slack-brake", "2"], "expected a number from 0 to 1"),
