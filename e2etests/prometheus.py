@@ -1,21 +1,70 @@
-"""The Prometheus textfile (node-exporter's textfile collector, a Pushgateway). Pure."""
+"""The Prometheus textfile (node-exporter's textfile collector, a Pushgateway). Pure.
+
+Rendered by prometheus-client, like the watcher's ``/metrics``, so escaping, number format
+and family headers are the library's, not written by hand.
+"""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Iterator
+
+import prometheus_client
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from e2etests.results import RunResult
 
 
-def _label(value: str) -> str:
-    # Prometheus exposition format: backslash, double quote and newline are escaped.
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+class _RunCollector(Collector):
+    def __init__(self, run: RunResult, prefix: str) -> None:
+        self.run = run
+        self.prefix = prefix
 
-
-def _number(value: float) -> str:
-    if math.isnan(value) or math.isinf(value):
-        return "NaN"
-    return repr(round(float(value), 6))
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        run, p = self.run, self.prefix
+        cloud_passed = GaugeMetricFamily(
+            f"{p}_cloud_passed",
+            "1 if the cloud was verified and nothing failed.",
+            labels=("cloud", "verdict"),
+        )
+        for cloud in run.clouds:
+            cloud_passed.add_metric([cloud.cloud, cloud.verdict], int(cloud.verdict == "passed"))
+        check_labels = ("cloud", "check")
+        check_passed = GaugeMetricFamily(
+            f"{p}_check_passed",
+            "1 if the check passed or was skipped, else 0.",
+            labels=(*check_labels, "outcome"),
+        )
+        phases = GaugeMetricFamily(
+            f"{p}_phase_duration_seconds",
+            "Seconds spent in each phase of a check.",
+            labels=(*check_labels, "phase"),
+        )
+        durations = GaugeMetricFamily(
+            f"{p}_check_duration_seconds", "Wall time of each check.", labels=check_labels
+        )
+        for cloud in run.clouds:
+            for check in cloud.checks:
+                where = [cloud.cloud, check.check]
+                check_passed.add_metric([*where, check.outcome], int(check.ok))
+                for phase, seconds in sorted(check.phases.items()):
+                    phases.add_metric([*where, phase], round(seconds, 6))
+                durations.add_metric(where, round(check.duration, 6))
+        yield from (cloud_passed, check_passed, phases, durations)
+        node = ("node",) if run.node else ()
+        values = [run.node] if run.node else []
+        for name, help_text, value in (
+            ("run_exit_status", "Exit status of the last run (0 green, 1 red).", run.exit_status),
+            ("run_duration_seconds", "Wall time of the last run.", run.duration),
+            (
+                "run_timestamp_seconds",
+                "Unix time the last run started.",
+                run.started_at.timestamp(),
+            ),
+        ):
+            family = GaugeMetricFamily(f"{p}_{name}", help_text, labels=node)
+            family.add_metric(values, float(value))
+            yield family
 
 
 def render_prometheus(run: RunResult, *, prefix: str = "e2etests") -> str:
@@ -23,38 +72,6 @@ def render_prometheus(run: RunResult, *, prefix: str = "e2etests") -> str:
 
     ``<prefix>_cloud_passed{cloud="a"} 0`` is the series to alert on (kured can block on it).
     """
-    out: list[str] = []
-
-    def family(name: str, kind: str, help_text: str) -> str:
-        full = f"{prefix}_{name}"
-        out.append(f"# HELP {full} {help_text}")
-        out.append(f"# TYPE {full} {kind}")
-        return full
-
-    name = family("cloud_passed", "gauge", "1 if the cloud was verified and nothing failed.")
-    for cloud in run.clouds:
-        value = 1 if cloud.verdict == "passed" else 0
-        out.append(f'{name}{{cloud="{_label(cloud.cloud)}",verdict="{cloud.verdict}"}} {value}')
-    checks = [
-        (f'cloud="{_label(cloud.cloud)}",check="{_label(check.check)}"', check)
-        for cloud in run.clouds
-        for check in cloud.checks
-    ]
-    name = family("check_passed", "gauge", "1 if the check passed or was skipped, else 0.")
-    for labels, check in checks:
-        out.append(f'{name}{{{labels},outcome="{check.outcome}"}} {int(check.ok)}')
-    name = family("phase_duration_seconds", "gauge", "Seconds spent in each phase of a check.")
-    for labels, check in checks:
-        for phase, seconds in sorted(check.phases.items()):
-            out.append(f'{name}{{{labels},phase="{_label(phase)}"}} {_number(seconds)}')
-    name = family("check_duration_seconds", "gauge", "Wall time of each check.")
-    for labels, check in checks:
-        out.append(f"{name}{{{labels}}} {_number(check.duration)}")
-    node = f'{{node="{_label(run.node)}"}}' if run.node else ""
-    name = family("run_exit_status", "gauge", "Exit status of the last run (0 green, 1 red).")
-    out.append(f"{name}{node} {int(run.exit_status)}")
-    name = family("run_duration_seconds", "gauge", "Wall time of the last run.")
-    out.append(f"{name}{node} {_number(run.duration)}")
-    name = family("run_timestamp_seconds", "gauge", "Unix time the last run started.")
-    out.append(f"{name}{node} {_number(run.started_at.timestamp())}")
-    return "\n".join(out) + "\n"
+    registry = prometheus_client.CollectorRegistry(auto_describe=False)
+    registry.register(_RunCollector(run, prefix))
+    return prometheus_client.generate_latest(registry).decode("utf-8")

@@ -6,6 +6,8 @@ import datetime as dt
 import json
 import re
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from e2etests.errors import ExitStatus
 from e2etests.prometheus import render_prometheus
 from e2etests.results import CheckResult, CloudResult, RunResult, cloud_verdict
@@ -131,12 +133,19 @@ def test_prometheus_textfile_is_well_formed_and_labelled_by_cloud() -> None:
     text = render_prometheus(run_of(green("a"), red('we"ird')))
     samples = [line for line in text.splitlines() if not line.startswith("#")]
     assert all(SAMPLE.match(line) for line in samples), samples
-    assert 'e2etests_cloud_passed{cloud="a",verdict="passed"} 1' in samples
-    assert 'e2etests_cloud_passed{cloud="we\\"ird",verdict="failed"} 0' in samples
+    assert 'e2etests_cloud_passed{cloud="a",verdict="passed"} 1.0' in samples
+    assert 'e2etests_cloud_passed{cloud="we\\"ird",verdict="failed"} 0.0' in samples
     assert (
-        'e2etests_phase_duration_seconds{cloud="a",check="lifecycle",phase="boot"} 2.31' in samples
+        'e2etests_phase_duration_seconds{check="lifecycle",cloud="a",phase="boot"} 2.31' in samples
     )
-    assert 'e2etests_run_exit_status{node="worker-3"} 1' in samples
+    assert 'e2etests_run_exit_status{node="worker-3"} 1.0' in samples
+    # and Prometheus' own parser reads it back, label values unescaped
+    parsed = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert parsed[("e2etests_cloud_passed", (("cloud", 'we"ird'), ("verdict", "failed")))] == 0
     # every family is declared once, before its samples
     types = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
     assert len(types) == len(set(types))
