@@ -1,11 +1,14 @@
 """The watch loop: every cloud's checks on a schedule, in one long-lived process.
 
-Per cloud (a *lane*): the cheap MQ checks every ``interval``, a canary boot every
-``boot_every`` (the first boots staggered across clouds) and at once after a drain. A lane
-runs one round at a time, on a bounded pool of daemon threads. When a round is due while the
-previous one still runs, it waits while that round is within its budget; past the budget,
-each due check is recorded as "could not measure" (the round overran), so nothing is skipped
-silently. A late result still lands when its round ends: it is a real observation.
+Per cloud, two *lanes*: the cheap MQ checks every ``interval``, and a canary boot every
+``boot_every`` (the first boots staggered across clouds) and at once after a drain. The
+lanes are apart because a boot takes longer than an interval on a real cloud: in one lane the
+cheap checks went stale behind every boot, and the gate closed on a healthy cloud. A lane
+runs one round at a time, on a bounded pool of daemon threads, so rounds never pile up. When a
+round is due while the lane's previous one still runs, it waits while that round is within
+its budget; past the budget, each due check is recorded as "could not measure" (the round
+overran), so nothing is skipped silently. A late result still lands when its round ends: it
+is a real observation.
 
 The scheduler does nothing slow itself: :meth:`Watcher.tick` decides what is due and hands
 rounds to the pool, so tests drive it with a hand-set clock and fake checks, and
@@ -143,12 +146,25 @@ class _Round:
 
 @dataclasses.dataclass
 class _Lane:
+    """One kind of round on one cloud (the cheap checks, or the boot): one at a time."""
+
+    checks: tuple[str, ...]
+    boots: bool
+    next_due: float
+    running: _Round | None = None
+
+
+@dataclasses.dataclass
+class _Cloud:
     plan: Plan
-    next_cheap: float
-    next_boot: float
+    cheap: _Lane
+    boot: _Lane
     drained_at: dt.datetime | None = None
     swept: bool = False
-    running: _Round | None = None
+
+    @property
+    def lanes(self) -> tuple[_Lane, ...]:
+        return (self.cheap, self.boot) if self.cheap.checks else (self.boot,)
 
 
 def _utcnow() -> dt.datetime:
@@ -197,14 +213,14 @@ class Watcher:
         now = clock()
         self.started_at = now
         self._last_tick = now
-        self.lanes: dict[str, _Lane] = {}
+        self.lanes: dict[str, _Cloud] = {}
         count = max(len(plans), 1)
         for i, plan in enumerate(sorted(plans, key=lambda p: p.cloud)):
             # Staggered so a fleet's boots (and API calls) do not all land at once.
-            self.lanes[plan.cloud] = _Lane(
+            self.lanes[plan.cloud] = _Cloud(
                 plan,
-                next_cheap=now + self.schedule.interval * i / count,
-                next_boot=now + self.schedule.boot_every * i / count,
+                cheap=_Lane(plan.cheap, False, now + self.schedule.interval * i / count),
+                boot=_Lane((plan.boot,), True, now + self.schedule.boot_every * i / count),
             )
             for check in plan.cheap:
                 self.state.add(
@@ -222,10 +238,12 @@ class Watcher:
                 at=now,
                 quarantine=plan.quarantine,
             )
-        self._queue: queue.SimpleQueue[tuple[_Lane, _Round] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[_Cloud, _Lane, _Round] | None]
+        self._queue = queue.SimpleQueue()
+        lanes = sum(len(c.lanes) for c in self.lanes.values())
         self._threads = [
             threading.Thread(target=self._work, name=f"watch-{i}", daemon=True)
-            for i in range(min(threads or len(plans) or 1, MAX_THREADS))
+            for i in range(min(threads or lanes or 1, MAX_THREADS))
         ]
         self._started_threads = False
 
@@ -253,63 +271,57 @@ class Watcher:
             self._last_tick = now
             if self.stopping.is_set():
                 return 0.0
-            for lane in self.lanes.values():
-                overran += self._plan_lane(lane, now)
-            soonest = min((self._next_look(lane) for lane in self.lanes.values()), default=now)
+            for cloud in self.lanes.values():
+                for lane in cloud.lanes:
+                    overran += self._plan_lane(cloud, lane, now)
+            soonest = min(
+                (self._next_look(lane) for c in self.lanes.values() for lane in c.lanes),
+                default=now,
+            )
         for outcome in overran:
             self._record(outcome, started=now)
         # A floor, so a float that lands a hair early never spins the loop.
         return min(max(soonest - now, MIN_PAUSE), self.schedule.interval)
 
-    def _next_look(self, lane: _Lane) -> float:
-        due = min(lane.next_cheap, lane.next_boot)
+    @staticmethod
+    def _next_look(lane: _Lane) -> float:
         if lane.running is None:
-            return due
+            return lane.next_due
         # A round's end wakes the loop; until then only its overrun matters.
-        return max(due, lane.running.queued + lane.running.budget)
+        return max(lane.next_due, lane.running.queued + lane.running.budget)
 
-    def _plan_lane(self, lane: _Lane, now: float) -> list[CheckOutcome]:
-        cheap, boot = now >= lane.next_cheap, now >= lane.next_boot
-        if not (cheap or boot):
+    def _plan_lane(self, cloud: _Cloud, lane: _Lane, now: float) -> list[CheckOutcome]:
+        if now < lane.next_due:
             return []
-        plan = lane.plan
-        # The cheap checks come first also in a boot round: fresh even while a boot is slow.
-        due = (*plan.cheap, *((plan.boot,) if boot else ()))
-        if cheap:
-            lane.next_cheap = now + self.schedule.interval
-        if boot:
-            lane.next_boot = now + self.schedule.boot_every
+        lane.next_due = now + (self.schedule.boot_every if lane.boots else self.schedule.interval)
         running = lane.running
         if running is not None:
             late = now - running.queued
             if late <= running.budget:
-                # Within its budget: the due checks wait for it (their time stays due).
-                if cheap:
-                    lane.next_cheap = now
-                if boot:
-                    lane.next_boot = now
+                lane.next_due = now  # within its budget: the due round waits for it
                 return []
             why = (
-                f"{plan.cloud}: the round started {late:.0f}s ago is still running "
+                f"{cloud.plan.cloud}: the round started {late:.0f}s ago is still running "
                 f"(budget {running.budget:.0f}s): could not measure this round"
             )
-            return [CheckOutcome(c, plan.cloud, Status.COULD_NOT_RUN, culprit=why) for c in due]
-        if not due:
-            return []
-        lane.running = _Round(due, queued=now, budget=self._budget(lane, boot))
-        self._queue.put((lane, lane.running))
+            return [
+                CheckOutcome(c, cloud.plan.cloud, Status.COULD_NOT_RUN, culprit=why)
+                for c in lane.checks
+            ]
+        lane.running = _Round(lane.checks, queued=now, budget=self._budget(cloud, lane))
+        self._queue.put((cloud, lane, lane.running))
         return []
 
-    def _budget(self, lane: _Lane, boot: bool) -> float:
+    def _budget(self, cloud: _Cloud, lane: _Lane) -> float:
         budget = self.schedule.interval
-        if lane.drained_at is not None:
+        if cloud.drained_at is not None:
             # Right after a drain the checks wait for recovery within the grace window.
-            open_for = lane.plan.grace - (self.wall() - lane.drained_at).total_seconds()
+            open_for = cloud.plan.grace - (self.wall() - cloud.drained_at).total_seconds()
             budget += max(0.0, open_for) + (ROUND_MARGIN if open_for > 0 else 0.0)
-        if boot:
-            budget += lane.plan.boot_budget
-        if not lane.swept:
-            budget += SWEEP_BUDGET
+        if lane.boots:
+            budget += cloud.plan.boot_budget
+            if not cloud.swept:
+                budget += SWEEP_BUDGET
         return budget
 
     # -- the rounds -----------------------------------------------------------------------
@@ -319,28 +331,30 @@ class Watcher:
             item = self._queue.get()
             if item is None:
                 return
-            lane, round_ = item
+            cloud, lane, round_ = item
             try:
-                self.run_round(lane, round_)
+                self.run_round(cloud, round_)
             finally:
                 with self._lock:
                     lane.running = None
                 self._wake.set()
 
-    def run_round(self, lane: _Lane, round_: _Round) -> None:
+    def run_round(self, cloud: _Cloud, round_: _Round) -> None:
         """Run one round's checks in order (in a pool thread; tests call it directly)."""
         started = self.clock()
         with self._lock:
             round_.started = started
-            drained_at = lane.drained_at
-        cloud = lane.plan.cloud
-        if not lane.swept and not self.stopping.is_set():
-            lane.swept = True
-            self._sweep(cloud)
+            drained_at = cloud.drained_at
+        name = cloud.plan.cloud
+        boots = cloud.plan.boot in round_.checks
+        # Before the first boot, and in its lane: a sweep beside a boot could take its server.
+        if boots and not cloud.swept and not self.stopping.is_set():
+            cloud.swept = True
+            self._sweep(name)
         for check in round_.checks:
             if self.stopping.is_set():
                 return  # a check not begun is not begun: no new boot after a stop
-            outcome = self._run_check(cloud, check, drained_at)
+            outcome = self._run_check(name, check, drained_at)
             self._record(outcome, started=started)
 
     def _sweep(self, cloud: str) -> None:
@@ -380,9 +394,10 @@ class Watcher:
         """A drain: every cloud's next round boots at once and judges within its window."""
         with self._lock:
             mark = self.state.drain(node, drained_at, at=self.clock())
-            for lane in self.lanes.values():
-                lane.drained_at = drained_at
-                lane.next_cheap = lane.next_boot = mark.heard_at
+            for cloud in self.lanes.values():
+                cloud.drained_at = drained_at
+                for lane in cloud.lanes:
+                    lane.next_due = mark.heard_at
         self._wake.set()
         return mark
 
@@ -403,16 +418,17 @@ class Watcher:
             problems = []
             if now - self._last_tick > limit:
                 problems.append(f"the schedule has not run for {now - self._last_tick:.0f}s")
-            for lane in self.lanes.values():
-                r = lane.running
-                if r is not None and now - r.queued > r.budget + limit:
-                    problems.append(
-                        f"{lane.plan.cloud}: a round has run for {now - r.queued:.0f}s "
-                        f"(budget {r.budget:.0f}s)"
-                    )
-                elif r is None and now - min(lane.next_cheap, lane.next_boot) > limit:
-                    overdue = now - min(lane.next_cheap, lane.next_boot)
-                    problems.append(f"{lane.plan.cloud}: a round is {overdue:.0f}s overdue")
+            for cloud in self.lanes.values():
+                for lane in cloud.lanes:
+                    r = lane.running
+                    if r is not None and now - r.queued > r.budget + limit:
+                        problems.append(
+                            f"{cloud.plan.cloud}: a round has run for {now - r.queued:.0f}s "
+                            f"(budget {r.budget:.0f}s)"
+                        )
+                    elif r is None and now - lane.next_due > limit:
+                        overdue = now - lane.next_due
+                        problems.append(f"{cloud.plan.cloud}: a round is {overdue:.0f}s overdue")
         return problems
 
     # -- stopping -------------------------------------------------------------------------
@@ -433,7 +449,10 @@ class Watcher:
                 thread.join(deadline.remaining())
         with self._lock:
             return sorted(
-                lane.plan.cloud
-                for lane in self.lanes.values()
-                if lane.running is not None and lane.running.started is not None
+                {
+                    cloud.plan.cloud
+                    for cloud in self.lanes.values()
+                    for lane in cloud.lanes
+                    if lane.running is not None and lane.running.started is not None
+                }
             )

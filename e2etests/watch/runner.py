@@ -8,6 +8,11 @@ with it every round could lock the account.
 
 The MQ probe of a cloud is kept across rounds and rebuilt with the new drain time after a
 drain event, so the checks window their judgement as ``after-drain`` does.
+
+A cloud's two lanes (cheap checks, boot) call in from two threads. ``Cloud`` and the probe are
+safe for that; what is kept per cloud changes under a lock, and a connection replaced while
+the other lane still uses it is closed only once that lane is done with it: closing it under a
+boot would cut off the boot's delete.
 """
 
 from __future__ import annotations
@@ -46,24 +51,32 @@ class _Kept:
     probe: MQProbe | None = None
     drained_at: dt.datetime | None = None
     probe_built: bool = False
+    #: checks running on this cloud now, and the connections they may still hold
+    active: int = 0
+    retired: list[Cloud] = dataclasses.field(default_factory=list)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
 
 
 class CloudRunner:
-    """Runs the watcher's checks; one lane (thread) at a time per cloud, so no locking."""
+    """Runs the watcher's checks; a cloud's two lanes may call at once."""
 
     def __init__(self, targets: Sequence[CloudTarget], *, run_id: str) -> None:
         self.run_id = run_id
         self._kept = {t.id: _Kept(Cloud(t)) for t in targets}
 
-    def _probe(self, kept: _Kept, drained_at: dt.datetime | None, stop: threading.Event) -> MQProbe:
-        if not kept.probe_built or kept.drained_at != drained_at:
-            kept.probe = probe_for(kept.cloud, drained_at)
-            kept.drained_at, kept.probe_built = drained_at, True
-            if kept.probe is not None:
-                kept.probe.sleep = stoppable(stop, "the watcher is stopping")
-        if kept.probe is None:
-            raise CouldNotRun(f"{kept.cloud.id}: no e2etests.mq block")
-        return kept.probe
+    def _probe(
+        self, kept: _Kept, cloud: Cloud, drained_at: dt.datetime | None, stop: threading.Event
+    ) -> MQProbe:
+        with kept.lock:
+            if not kept.probe_built or kept.drained_at != drained_at:
+                kept.probe = probe_for(kept.cloud, drained_at)
+                kept.drained_at, kept.probe_built = drained_at, True
+                if kept.probe is not None:
+                    kept.probe.sleep = stoppable(stop, "the watcher is stopping")
+            probe = kept.probe
+        if probe is None:
+            raise CouldNotRun(f"{cloud.id}: no e2etests.mq block")
+        return probe
 
     def server_name(self, cloud: Cloud) -> str:
         # Unique per boot: a canary's lost create is looked up by its name.
@@ -74,31 +87,51 @@ class CloudRunner:
     ) -> CheckOutcome:
         kept = self._kept[cloud]
         started = time.monotonic()
+        with kept.lock:
+            kept.active += 1
+            using = kept.cloud
+        unreachable = False
         try:
-            outcome = self._run(kept, check, drained_at, stop)
-        except CouldNotRun as exc:
-            outcome = CheckOutcome(
-                check,
-                cloud,
-                Status.COULD_NOT_RUN,
-                culprit=str(exc),
-                seconds=time.monotonic() - started,
-            )
-        if outcome.unreachable is not None and not outcome.misconfigured:
-            kept.cloud.close()
-            kept.cloud = Cloud(kept.cloud.target)
-            kept.probe_built = False
+            try:
+                outcome = self._run(kept, using, check, drained_at, stop)
+            except CouldNotRun as exc:
+                outcome = CheckOutcome(
+                    check,
+                    cloud,
+                    Status.COULD_NOT_RUN,
+                    culprit=str(exc),
+                    seconds=time.monotonic() - started,
+                )
+            unreachable = outcome.unreachable is not None and not outcome.misconfigured
+        finally:
+            self._release(kept, using, unreachable=unreachable)
         return outcome
 
+    @staticmethod
+    def _release(kept: _Kept, using: Cloud, *, unreachable: bool) -> None:
+        with kept.lock:
+            kept.active -= 1
+            if unreachable and kept.cloud is using:
+                kept.retired.append(using)
+                kept.cloud = Cloud(using.target)
+                kept.probe_built = False
+            done, kept.retired = (kept.retired, []) if kept.active == 0 else ([], kept.retired)
+        for old in done:
+            old.close()
+
     def _run(
-        self, kept: _Kept, check: str, drained_at: dt.datetime | None, stop: threading.Event
+        self,
+        kept: _Kept,
+        cloud: Cloud,
+        check: str,
+        drained_at: dt.datetime | None,
+        stop: threading.Event,
     ) -> CheckOutcome:
-        cloud = kept.cloud
         if check == LIFECYCLE:
             return check_lifecycle(
                 cloud, name=self.server_name(cloud), run_id=self.run_id, stop=stop
             )
-        probe = self._probe(kept, drained_at, stop)
+        probe = self._probe(kept, cloud, drained_at, stop)
         if check == CANARY:
             return check_canary(
                 cloud, probe, name=self.server_name(cloud), run_id=self.run_id, stop=stop

@@ -1,4 +1,4 @@
-"""The watch loop with a hand-set clock and fake checks: one round per cloud, overruns,
+"""The watch loop with a hand-set clock and fake checks: one round per lane, overruns,
 drains, stopping. Real threads run the rounds; every wait on them is bounded and generous."""
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def watcher(
 
 
 def idle(w: Watcher, cloud: str = "c1") -> Callable[[], bool]:
-    return lambda: w.lanes[cloud].running is None
+    return lambda: all(lane.running is None for lane in w.lanes[cloud].lanes)
 
 
 @pytest.fixture
@@ -107,13 +107,15 @@ def clock() -> Clock:
     return Clock()
 
 
-def test_a_round_runs_the_cheap_checks_then_the_boot_after_a_sweep(clock: Clock) -> None:
+def test_the_cheap_checks_and_the_boot_run_in_their_lanes_the_boot_after_a_sweep(
+    clock: Clock,
+) -> None:
     runner = FakeRunner()
     w = watcher(runner, clock)
     w.tick()
     wait_until(idle(w))
     assert runner.swept == ["c1"]
-    assert [c[1] for c in runner.calls] == ["mq.heartbeats", "mq.canary"]
+    assert sorted(c[1] for c in runner.calls) == ["mq.canary", "mq.heartbeats"]
     assert w.state.checks[("c1", "mq.canary")].light is Light.PASSED
     clock.t = 10
     w.tick()
@@ -124,32 +126,60 @@ def test_a_round_runs_the_cheap_checks_then_the_boot_after_a_sweep(clock: Clock)
     assert w.shutdown() == []
 
 
-def test_never_two_rounds_of_a_cloud_and_an_overrun_is_could_not_measure(clock: Clock) -> None:
+def test_never_two_rounds_of_a_lane_and_an_overrun_is_could_not_measure(clock: Clock) -> None:
     runner = FakeRunner(block={"mq.heartbeats"})
-    w = watcher(runner, clock)
+    w = watcher(runner, clock, plan(cheap=("mq.heartbeats", "mq.consumers")))
     w.tick()
     assert runner.entered.wait(BOUND)
-    budget = w.lanes["c1"].running.budget  # type: ignore[union-attr]
-    assert budget == 10 + 90  # the interval, and the first round's sweep
-    clock.t = 50
+    assert w.lanes["c1"].cheap.running.budget == 10  # type: ignore[union-attr]
+    clock.t = 10
     w.tick()  # due, but the running round is within its budget: it waits
     state = w.state.checks[("c1", "mq.heartbeats")]
     assert state.last_result is None
-    clock.t = 101
+    clock.t = 11
     w.tick()
     assert state.light is Light.COULD_NOT_MEASURE
     assert "still running" in (state.culprit or "")
-    for t in (102, 103, 104):
+    # Every check of the overrun round is said, the one not begun as well.
+    assert w.state.checks[("c1", "mq.consumers")].light is Light.COULD_NOT_MEASURE
+    for t in (12, 13, 14):
         clock.t = t
         w.tick()  # not due again until an interval later: one unmeasured round per interval
     assert state.unmeasured == 1
     runner.release.set()
     wait_until(idle(w))
     assert state.last_success is not None  # the late result is a real observation
-    clock.t = 111
+    clock.t = 21
     w.tick()
     wait_until(idle(w))
-    assert runner.most == 1
+    assert [c[1] for c in runner.calls].count("mq.heartbeats") == 2
+    w.stop()
+    w.shutdown()
+
+
+def test_a_slow_boot_leaves_the_cheap_checks_fresh_and_never_boots_twice_at_once(
+    clock: Clock,
+) -> None:
+    runner = FakeRunner(block={"mq.canary"})
+    w = watcher(runner, clock)
+    w.tick()
+    assert runner.entered.wait(BOUND)
+    assert w.lanes["c1"].boot.running.budget == 10 + 90  # type: ignore[union-attr]
+    for t in (10, 20, 30, 40, 50):
+        clock.t = t
+        w.tick()
+        wait_until(lambda: w.lanes["c1"].cheap.running is None)
+    heartbeats = w.state.checks[("c1", "mq.heartbeats")]
+    assert heartbeats.light is Light.PASSED
+    assert heartbeats.last_success is not None
+    assert heartbeats.last_success >= 50
+    assert [c[1] for c in runner.calls].count("mq.heartbeats") == 6
+    clock.t = 100  # the next boot is due; the first is within its budget (10 + sweep 90)
+    w.tick()
+    assert [c[1] for c in runner.calls].count("mq.canary") == 1
+    runner.release.set()
+    wait_until(idle(w))
+    assert runner.most == 2  # a cloud's two lanes, never more
     w.stop()
     w.shutdown()
 
@@ -157,12 +187,13 @@ def test_never_two_rounds_of_a_cloud_and_an_overrun_is_could_not_measure(clock: 
 def test_clouds_run_side_by_side_with_staggered_boots(clock: Clock) -> None:
     runner = FakeRunner(block={"mq.heartbeats"})
     w = watcher(runner, clock, plan("a"), plan("b"))
-    assert w.lanes["a"].next_boot == 0
-    assert w.lanes["b"].next_boot == 50
+    assert w.lanes["a"].boot.next_due == 0
+    assert w.lanes["b"].boot.next_due == 50
+    assert w.lanes["b"].cheap.next_due == 5
     clock.t = 5
     w.tick()
-    wait_until(lambda: len(runner.calls) == 2)
-    assert {c[0] for c in runner.calls} == {"a", "b"}
+    wait_until(lambda: len(runner.calls) == 3)
+    assert {c[0] for c in runner.calls if c[1] == "mq.heartbeats"} == {"a", "b"}
     runner.release.set()
     wait_until(lambda: idle(w, "a")() and idle(w, "b")())
     assert [c[1] for c in runner.calls if c[0] == "b"] == ["mq.heartbeats"]
@@ -182,12 +213,12 @@ def test_a_drain_boots_at_once_with_the_drain_time_and_a_longer_budget(clock: Cl
     runner.block.add("mq.canary")
     w.tick()
     assert runner.entered.wait(BOUND)
-    assert w.lanes["c1"].running.budget == 10 + 50 + 30  # type: ignore[union-attr]
+    assert w.lanes["c1"].boot.running.budget == 10 + 50 + 30  # type: ignore[union-attr]
     runner.release.set()
     wait_until(idle(w))
-    assert runner.calls[-2:] == [
-        ("c1", "mq.heartbeats", drained),
+    assert sorted(runner.calls[-2:]) == [
         ("c1", "mq.canary", drained),
+        ("c1", "mq.heartbeats", drained),
     ]
     assert mark.seq == 1
     assert w.gate().open
@@ -244,12 +275,13 @@ def test_health_says_when_the_schedule_stopped_or_a_round_hangs(clock: Clock) ->
     w = watcher(runner, clock)
     w.tick()
     assert runner.entered.wait(BOUND)
+    wait_until(lambda: w.lanes["c1"].boot.running is None)
     assert w.health() == []
     clock.t = 31
     assert w.health() == ["the schedule has not run for 31s"]
     clock.t = 200
     w.tick()
-    assert w.health() == ["c1: a round has run for 200s (budget 100s)"]
+    assert w.health() == ["c1: a round has run for 200s (budget 10s)"]
     runner.release.set()
     wait_until(idle(w))
     w.stop()
