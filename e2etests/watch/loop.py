@@ -333,22 +333,21 @@ class Watcher:
                 return
             cloud, lane, round_ = item
             try:
-                self.run_round(cloud, round_)
+                self.run_round(cloud, lane, round_)
             finally:
                 with self._lock:
                     lane.running = None
                 self._wake.set()
 
-    def run_round(self, cloud: _Cloud, round_: _Round) -> None:
+    def run_round(self, cloud: _Cloud, lane: _Lane, round_: _Round) -> None:
         """Run one round's checks in order (in a pool thread; tests call it directly)."""
         started = self.clock()
         with self._lock:
             round_.started = started
             drained_at = cloud.drained_at
         name = cloud.plan.cloud
-        boots = cloud.plan.boot in round_.checks
         # Before the first boot, and in its lane: a sweep beside a boot could take its server.
-        if boots and not cloud.swept and not self.stopping.is_set():
+        if lane.boots and not cloud.swept and not self.stopping.is_set():
             cloud.swept = True
             self._sweep(name)
         for check in round_.checks:
