@@ -639,7 +639,7 @@ def _watch(
             out.write(redact(f"{t.id}: skipped by config: {t.settings.skip}") + "\n")
     if not watched:
         raise UsageError("no cloud to watch (every selected cloud has skip: set)")
-    checks = runner.CloudRunner(watched, run_id=loop.WATCH_RUN_ID)
+    checks = runner.CloudRunner(watched, run_id=loop.WATCH_RUN_ID, interval=ns.interval)
 
     def log(line: str) -> None:
         out.write(f"e2etests watch: {redact(line)}\n")

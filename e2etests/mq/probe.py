@@ -31,6 +31,7 @@ from e2etests.mq.observations import (
     QueueSample,
     ServiceObs,
 )
+from e2etests.mq.pingserver import Pinger
 from e2etests.mq.rabbit import BrokerError, ManagementAPI
 from e2etests.mq.rpcping import NEUTRON_EXCHANGE, NOVA_EXCHANGE, PingError, PingTarget, ping
 from e2etests.mq.services import observe_services, read_clock_offset
@@ -40,6 +41,9 @@ from e2etests.redact import redact_line
 from e2etests.waiting import Deadline, poll
 
 T = TypeVar("T")
+
+#: Seconds a reading of the cloud's clock serves when readings are shared (``share_for``).
+CLOCK_EVERY = 300.0
 
 #: What the cloud's APIs and the management API raise when a read fails.
 _READ_ERRORS = (
@@ -95,6 +99,18 @@ class MQProbe:
     ping_timeout: float = 5.0
     #: Seconds between two observations while waiting for recovery.
     interval: float = 2.0
+    #: Seconds a reading (the service list, the broker's start) serves the next checks of the
+    #: same round, so a round lists the services once, not once per check; 0 reads afresh for
+    #: every observation. Kept below ``interval`` by the caller: a re-observation while
+    #: recovering must never reuse the reading it waits to see change.
+    share_for: float = 0.0
+    #: Seconds a queue's last sample may serve as the first of the next observation, so a
+    #: watcher's round reads the broker once and compares with its previous round instead of
+    #: pausing ``sample_gap`` between two reads; 0 always takes two samples.
+    carry_for: float = 0.0
+    #: The fork server that runs the ping sweeps (one per long-lived process); None starts
+    #: a child per sweep.
+    pinger: Pinger | None = None
     _api: ManagementAPI | None = dataclasses.field(default=None, init=False, repr=False)
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
     #: The latest non-green verdict of each check in this run (see :meth:`remembered`).
@@ -108,6 +124,12 @@ class MQProbe:
     _deaf: dict[str, int] = dataclasses.field(default_factory=dict, repr=False)
     #: The deadline of the wait the current thread's observation serves.
     _wait: threading.local = dataclasses.field(default_factory=threading.local, repr=False)
+    #: Readings that may serve the next checks (see ``share_for``): key -> (taken, value).
+    _shared: dict[str, tuple[float, Any]] = dataclasses.field(default_factory=dict, repr=False)
+    #: Each queue's latest sample, by (vhost, name) (see ``carry_for``).
+    _last_samples: dict[tuple[str, str], QueueSample] = dataclasses.field(
+        default_factory=dict, repr=False
+    )
 
     # -- secrets and errors -----------------------------------------------------------------
 
@@ -179,6 +201,25 @@ class MQProbe:
     def _read(self, call: Callable[[], T]) -> T:
         return self._policy()(call)
 
+    def _reading(self, key: str, fetch: Callable[[], T], *, max_age: float | None = None) -> T:
+        """``fetch()``, or what it gave less than ``max_age`` (``share_for``) seconds ago.
+
+        A failed read is not kept: the next check tries afresh.
+        """
+        age = self.share_for if max_age is None else max_age
+        if age <= 0:
+            return fetch()
+        taken = self.monotonic()
+        with self._lock:
+            kept = self._shared.get(key)
+        if kept is not None and taken - kept[0] < age:
+            value: T = kept[1]
+            return value
+        value = fetch()
+        with self._lock:
+            self._shared[key] = (taken, value)
+        return value
+
     @property
     def api(self) -> ManagementAPI:
         if self.settings.rabbitmq is None:
@@ -195,7 +236,9 @@ class MQProbe:
         started = None
         if self.settings.rabbitmq is not None:
             try:
-                started = self._read(lambda: self.api.started_at(self.now()))
+                started = self._reading(
+                    "broker-start", lambda: self._read(lambda: self.api.started_at(self.now()))
+                )
             except (BrokerError, ConfigError):
                 started = None  # the consumer check reports those itself
         return judge.window_after(self.drained_at, started, self.settings.grace)
@@ -209,7 +252,9 @@ class MQProbe:
         after the retries (the observation then waits within the window).
         """
         try:
-            return observe_services(self.connect(), self._policy())
+            return self._reading(
+                "services", lambda: observe_services(self.connect(), self._policy())
+            )
         except _READ_ERRORS as exc:
             raise self._error(
                 f"cannot list nova services: {_one_line(exc)}", transient=_is_transient(exc)
@@ -251,7 +296,12 @@ class MQProbe:
 
         def look(window: Window) -> Verdict:
             services = self.services()
-            offset = read_clock_offset(self.connect(), self.now, self._policy())
+            # A clock drifts by seconds a day: read once in CLOCK_EVERY when readings are shared.
+            offset = self._reading(
+                "clock",
+                lambda: read_clock_offset(self.connect(), self.now, self._policy()),
+                max_age=CLOCK_EVERY if self.share_for > 0 else 0.0,
+            )
             return judge.judge_heartbeats(
                 services, window, self.now(), clock_offset=offset, seen=self._seen(services)
             )
@@ -274,19 +324,24 @@ class MQProbe:
         """
         rabbit = self.settings.rabbitmq
         assert rabbit is not None
-        vhosts = [rabbit.vhost] + ([rabbit.neutron_vhost] if rabbit.neutron_vhost else [])
+        vhosts = sorted({rabbit.vhost, rabbit.neutron_vhost or rabbit.vhost})
 
-        def check() -> None:
+        def check() -> bool:
             self.api.require_monitoring(f"{self.settings.where}.rabbitmq.username")
             for vhost in vhosts:
                 self.api.check_vhost(vhost)
+            return True
+
+        # Settings a watcher's every round would re-check: once in CLOCK_EVERY is enough, as a
+        # user or vhost taken away meanwhile makes the queue reads fail, naming the setting.
+        again = CLOCK_EVERY if self.share_for > 0 else 0.0
 
         deadline = Deadline.after(self.settings.grace + self.interval, self.monotonic)
         failure: CheckError | None = None
         with self._serving(deadline):
             for _ in poll(deadline, self.interval, self.sleep):
                 try:
-                    self._broker(check)
+                    self._reading("preflight", lambda: self._broker(check), max_age=again)
                     return
                 except CheckError as exc:
                     if not (exc.transient and self.window().is_open(self.now())):
@@ -314,10 +369,27 @@ class MQProbe:
         return [read[q.vhost, q.name] for q in queues]
 
     def _sample(self, queues: Sequence[ExpectedQueue]) -> list[QueueObs]:
-        first = self._sample_once(queues)
-        self.sleep(self.sample_gap)
+        first = self._carried(queues)
+        if first is None:
+            first = self._sample_once(queues)
+            self.sleep(self.sample_gap)
         second = self._sample_once(queues)
+        with self._lock:
+            self._last_samples.update(
+                ((q.vhost, q.name), s) for q, s in zip(queues, second, strict=True)
+            )
         return [QueueObs(q, (a, b)) for q, a, b in zip(queues, first, second, strict=True)]
+
+    def _carried(self, queues: Sequence[ExpectedQueue]) -> list[QueueSample] | None:
+        """Every queue's last sample when each is at least ``sample_gap`` and at most
+        ``carry_for`` seconds old; None when any is not (then two samples are taken)."""
+        if self.carry_for <= 0:
+            return None
+        now = self.monotonic()
+        with self._lock:
+            kept = [self._last_samples.get((q.vhost, q.name)) for q in queues]
+        fit = [s for s in kept if s is not None and self.sample_gap <= now - s.at <= self.carry_for]
+        return fit if len(fit) == len(queues) else None
 
     def consumers(self) -> Verdict:
         """One observation of the consumer check (two samples, ``sample_gap`` apart)."""
@@ -364,7 +436,11 @@ class MQProbe:
             targets = self.ping_targets(self.services())
             try:
                 url = ref.reveal()
-                observed = ping(url, targets, timeout=self.ping_timeout) if targets else []
+                observed = (
+                    ping(url, targets, timeout=self.ping_timeout, pinger=self.pinger)
+                    if targets
+                    else []
+                )
             except ConfigError as exc:
                 raise self._error(str(exc), misconfigured=True) from None
             except PingError as exc:

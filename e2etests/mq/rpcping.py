@@ -24,6 +24,7 @@ from typing import Any
 
 from e2etests.errors import CouldNotRun
 from e2etests.mq.observations import PingObs
+from e2etests.mq.pingserver import Pinger, PingServerGone
 from e2etests.redact import describe, redact_line
 
 #: Nova's RPC servers listen on this exchange, Neutron's agents on the other
@@ -64,12 +65,18 @@ def oslo_messaging_available() -> bool:
 
 
 def ping(
-    transport_url: str, targets: Sequence[PingTarget], *, timeout: float = 5.0
+    transport_url: str,
+    targets: Sequence[PingTarget],
+    *,
+    timeout: float = 5.0,
+    pinger: Pinger | None = None,
 ) -> list[PingObs]:
     """Ping every target once, concurrently; one PingObs per target, in order.
 
     All calls end within one ``timeout``, however many targets: a target whose
     turn did not come in time is a failed ping whose error says ``not pinged``.
+    The sweep runs in a child of its own, started for it, or forked by ``pinger``'s
+    server (a long-lived process pays for the import of oslo.messaging once).
 
     Raises PingError when the transport itself fails (oslo.messaging missing,
     bad URL, broker unreachable, credentials refused): that is no verdict on
@@ -86,30 +93,15 @@ def ping(
         "timeout": timeout,
         "targets": [dataclasses.asdict(t) for t in targets],
     }
-    try:
-        child = subprocess.run(
-            [sys.executable, "-m", "e2etests.mq.rpcping"],
-            input=json.dumps(request),
-            capture_output=True,
-            text=True,
-            # Startup, then the pings, bounded as a whole by one timeout (see _sweep), plus slack.
-            timeout=timeout + 15.0,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise PingError(
-            f"the RPC ping did not finish within {timeout + 15.0:.0f} s", transient=True
-        ) from None
-    try:
-        answer = json.loads(child.stdout)
-    except ValueError:
-        tail = redact_line(
-            child.stderr.strip().splitlines()[-1] if child.stderr.strip() else "", [transport_url]
-        )
-        raise PingError(
-            f"the RPC ping helper failed (exit {child.returncode}): {tail or 'no output'}",
-            transient=False,
-        ) from None
+    # Startup, then the pings, bounded as a whole by one timeout (see _sweep), plus slack.
+    bound = timeout + 15.0
+    if pinger is not None:
+        try:
+            answer = pinger.ask(request, timeout=bound)
+        except PingServerGone as exc:
+            raise PingError(str(exc), transient=True) from None
+    else:
+        answer = _one_child(request, bound, transport_url)
     if answer.get("error"):
         raise PingError(
             redact_line(str(answer["error"]), [transport_url]),
@@ -126,6 +118,33 @@ def ping(
         )
         for t, r in zip(targets, answer["results"], strict=True)
     ]
+
+
+def _one_child(request: dict[str, Any], bound: float, transport_url: str) -> dict[str, Any]:
+    try:
+        child = subprocess.run(
+            [sys.executable, "-m", "e2etests.mq.rpcping"],
+            input=json.dumps(request),
+            capture_output=True,
+            text=True,
+            timeout=bound,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise PingError(
+            f"the RPC ping did not finish within {bound:.0f} s", transient=True
+        ) from None
+    try:
+        answer: dict[str, Any] = json.loads(child.stdout)
+    except ValueError:
+        tail = redact_line(
+            child.stderr.strip().splitlines()[-1] if child.stderr.strip() else "", [transport_url]
+        )
+        raise PingError(
+            f"the RPC ping helper failed (exit {child.returncode}): {tail or 'no output'}",
+            transient=False,
+        ) from None
+    return answer
 
 
 class _FirstConnectionError(logging.Handler):

@@ -35,6 +35,7 @@ from e2etests.cloud import Cloud
 from e2etests.config import CloudTarget
 from e2etests.errors import CouldNotRun
 from e2etests.lifecycle import run_prefix
+from e2etests.mq.pingserver import Pinger
 from e2etests.mq.probe import MQProbe
 from e2etests.redact import redact_line
 from e2etests.waiting import stoppable
@@ -43,6 +44,13 @@ __all__ = ["CloudRunner"]
 
 #: Seconds the start-up sweep waits for each cloud's deletes.
 SWEEP_TIMEOUT = 60.0
+#: Seconds one reading (the service list, the broker's start) serves the checks of a round:
+#: the cheap checks run one after another in well under this, and a re-observation while
+#: recovering comes ``MQProbe.interval`` (2 s) later, so it always reads afresh.
+SHARE_FOR = 1.0
+#: A queue's sample serves as the next round's first one when at most this many intervals
+#: old: the round then reads the broker once instead of twice with a pause between.
+CARRY_INTERVALS = 2.5
 
 
 @dataclasses.dataclass
@@ -60,9 +68,14 @@ class _Kept:
 class CloudRunner:
     """Runs the watcher's checks; a cloud's two lanes may call at once."""
 
-    def __init__(self, targets: Sequence[CloudTarget], *, run_id: str) -> None:
+    def __init__(
+        self, targets: Sequence[CloudTarget], *, run_id: str, interval: float = 30.0
+    ) -> None:
         self.run_id = run_id
+        self.interval = interval
         self._kept = {t.id: _Kept(Cloud(t)) for t in targets}
+        # One for every cloud: each sweep still runs in a process of its own.
+        self._pinger = Pinger()
 
     def _probe(
         self, kept: _Kept, cloud: Cloud, drained_at: dt.datetime | None, stop: threading.Event
@@ -73,6 +86,9 @@ class CloudRunner:
                 kept.drained_at, kept.probe_built = drained_at, True
                 if kept.probe is not None:
                     kept.probe.sleep = stoppable(stop, "the watcher is stopping")
+                    kept.probe.share_for = SHARE_FOR
+                    kept.probe.carry_for = CARRY_INTERVALS * self.interval
+                    kept.probe.pinger = self._pinger
             probe = kept.probe
         if probe is None:
             raise CouldNotRun(f"{cloud.id}: no e2etests.mq block")
@@ -162,3 +178,4 @@ class CloudRunner:
     def close(self) -> None:
         for kept in self._kept.values():
             kept.cloud.close()
+        self._pinger.close()

@@ -6,6 +6,7 @@ server on 127.0.0.1; only the clocks and the sleeps are fakes.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import email.utils
 import pathlib
@@ -36,9 +37,12 @@ class StandIn(JSONHandler):
     failing: ClassVar[dict[str, int]] = {}
     #: Cloud minus real time, seconds, for the Date header.
     skew: ClassVar[float] = 0.0
+    #: Every path asked for, in order.
+    asked: ClassVar[list[str]] = []
 
     def do_GET(self) -> None:
         path = self.path.split("?")[0].rstrip("/") or "/"
+        self.asked.append(path)
         for prefix, count in self.failing.items():
             if path.startswith(prefix) and count > 0:
                 self.failing[prefix] = count - 1
@@ -99,6 +103,7 @@ def standin() -> Iterator[str]:
     StandIn.routes = healthy_routes(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2))
     StandIn.failing = {}
     StandIn.skew = 0.0
+    StandIn.asked = []
     with serving(StandIn) as base:
         StandIn.base = base
         yield base
@@ -432,3 +437,108 @@ def test_neutron_agents_are_pinged_only_on_novas_vhost(
         PingTarget("nova-compute", "cmp1", "compute"),
         *([agent] if pinged else []),
     ]
+
+
+# --- a watcher's round: one reading serves its checks; the broker read once per round -----
+
+
+def _reads(since: int) -> collections.Counter[str]:
+    return collections.Counter(StandIn.asked[since:])
+
+
+def test_shared_readings_serve_a_rounds_checks_and_expire(
+    standin: str, tmp_path: pathlib.Path
+) -> None:
+    clocks = Clocks()
+    mq = probe(standin, tmp_path, clocks, window_open=False)
+    mq.share_for = 1.0
+    mq.heartbeats()  # the first look also fetches the version documents
+    start = len(StandIn.asked)
+    assert mq.consumers().status is Status.GREEN
+    assert _reads(start)["/v2.1/os-services"] == 0  # the heartbeats' listing served
+    clocks.mono += 1.0  # as old as share_for: read afresh
+    start = len(StandIn.asked)
+    mq.heartbeats()
+    mq.consumers()
+    reads = _reads(start)
+    assert reads["/v2.1/os-services"] == 1
+    assert reads["/v2.0/agents"] == 1
+    assert reads["/api/nodes"] == 1
+    assert "/v2.1" not in reads  # the cloud's clock is kept far longer
+
+
+def test_without_sharing_every_observation_reads_afresh(
+    standin: str, tmp_path: pathlib.Path
+) -> None:
+    clocks = Clocks()
+    mq = probe(standin, tmp_path, clocks, window_open=False)
+    mq.heartbeats()
+    start = len(StandIn.asked)
+    mq.heartbeats()
+    mq.consumers()
+    reads = _reads(start)
+    assert reads["/v2.1/os-services"] == 2
+    assert reads["/api/nodes"] == 2
+    assert reads["/api/queues/%2F"] == 2  # two samples
+
+
+def test_a_shared_reading_that_failed_is_read_again(standin: str, tmp_path: pathlib.Path) -> None:
+    clocks = Clocks()
+    mq = probe(standin, tmp_path, clocks, window_open=True)
+    mq.share_for = 1.0
+    StandIn.failing = {"/v2.1/os-services": 99}
+    assert mq.heartbeats().status is Status.WAIT
+    StandIn.failing = {}
+    assert mq.heartbeats().status is Status.GREEN  # not the failure, kept
+
+
+def test_a_carried_sample_makes_a_round_read_the_broker_once(
+    standin: str, tmp_path: pathlib.Path
+) -> None:
+    clocks = Clocks()
+    mq = probe(standin, tmp_path, clocks, window_open=False)
+    mq.sample_gap, mq.carry_for, mq.share_for = 3.0, 25.0, 1.0
+    assert mq.consumers().status is Status.GREEN  # no sample kept yet: two, 3 s apart
+    assert clocks.slept == 3.0
+    clocks.mono += 10.0  # the next round
+    start = len(StandIn.asked)
+    assert mq.consumers().status is Status.GREEN
+    assert clocks.slept == 3.0  # no pause: the last round's sample is the first one
+    assert _reads(start)["/api/queues/%2F"] == 1
+    clocks.mono += 26.0  # a round missed: too old to compare with
+    mq.consumers()
+    assert clocks.slept == 6.0
+
+
+def test_a_carried_sample_still_shows_a_wedged_consumer(
+    standin: str, tmp_path: pathlib.Path
+) -> None:
+    clocks = Clocks()
+    mq = probe(standin, tmp_path, clocks, window_open=False)
+    mq.sample_gap, mq.carry_for = 3.0, 25.0
+    mq.consumers()
+    clocks.mono += 10.0
+    StandIn.routes["/api/queues/%2F"] = [
+        {"name": "conductor", "consumers": 1},
+        {"name": "conductor.ctl", "consumers": 1},
+        {"name": "compute.cmp1", "consumers": 1, "messages_ready": 4},
+    ]
+    mq.consumers()  # carried: 0 ready ten seconds ago, 4 now
+    clocks.mono += 10.0
+    verdict = mq.consumers()  # 4 ready then, 4 ready now, none taken
+    assert verdict.status is Status.RED
+    assert verdict.culprit is not None
+    assert "queue compute.cmp1" in verdict.culprit
+    assert "none taken in 10 s" in verdict.culprit
+
+
+def test_the_broker_settings_are_checked_once_while_readings_are_shared(
+    standin: str, tmp_path: pathlib.Path
+) -> None:
+    clocks = Clocks()
+    mq = probe(standin, tmp_path, clocks, window_open=False, neutron_vhost="/")
+    mq.share_for = 1.0
+    mq.preflight_broker()
+    mq.preflight_broker()
+    assert StandIn.asked.count("/api/whoami") == 1
+    assert StandIn.asked.count("/api/vhosts") == 1  # one vhost, named twice

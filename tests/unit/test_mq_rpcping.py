@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from e2etests.mq import rpcping
+from e2etests.mq.pingserver import Pinger, PingServerGone
 from e2etests.mq.rpcping import PingError, PingTarget, ping
 
 SECRET = "Xy7-transport-secret"  # noqa: S105 -- a fake, to prove it never leaks
@@ -21,22 +26,40 @@ def closed_port() -> int:
     return port
 
 
-@pytest.mark.skipif(not rpcping.oslo_messaging_available(), reason="needs oslo.messaging")
-def test_unreachable_broker_fails_fast_and_transiently() -> None:
+needs_oslo = pytest.mark.skipif(
+    not rpcping.oslo_messaging_available(), reason="needs oslo.messaging"
+)
+
+
+@pytest.fixture(params=["child", "server"])
+def pinger(request: pytest.FixtureRequest) -> Iterator[Pinger | None]:
+    """Each sweep in a child started for it, or forked by a long-lived server: one contract."""
+    if request.param == "child":
+        yield None
+        return
+    server = Pinger()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@needs_oslo
+def test_unreachable_broker_fails_fast_and_transiently(pinger: Pinger | None) -> None:
     url = f"rabbit://nova:{SECRET}@127.0.0.1:{closed_port()}/"
     started = time.monotonic()
     with pytest.raises(PingError, match=r"^RPC transport: .*Connection refused$") as caught:
-        ping(url, TARGETS, timeout=3.0)
+        ping(url, TARGETS, timeout=3.0, pinger=pinger)
     assert time.monotonic() - started < 10
     assert caught.value.transient
     assert SECRET not in str(caught.value)
     assert "rabbit://" not in str(caught.value)
 
 
-@pytest.mark.skipif(not rpcping.oslo_messaging_available(), reason="needs oslo.messaging")
-def test_a_transport_url_oslo_rejects_is_not_transient() -> None:
+@needs_oslo
+def test_a_transport_url_oslo_rejects_is_not_transient(pinger: Pinger | None) -> None:
     with pytest.raises(PingError, match=r"^transport URL rejected: ") as caught:
-        ping(f"nosuchdriver://nova:{SECRET}@127.0.0.1:1/", TARGETS, timeout=1.0)
+        ping(f"nosuchdriver://nova:{SECRET}@127.0.0.1:1/", TARGETS, timeout=1.0, pinger=pinger)
     assert not caught.value.transient
     assert SECRET not in str(caught.value)
 
@@ -120,3 +143,88 @@ def test_a_call_failing_on_the_transport_blames_no_service() -> None:
     assert "error" not in result
     assert result["transport"].startswith("the broker is unreachable")
     assert result["transient"] is True
+
+
+# --- the fork server: sweeps side by side, each answered to its asker; a death is survived ---
+
+
+@needs_oslo
+def test_the_server_answers_sweeps_side_by_side_each_to_its_asker() -> None:
+    server = Pinger()
+    try:
+        urls = [f"rabbit://nova{i}:{SECRET}@127.0.0.1:{closed_port()}/" for i in range(3)]
+        bad = f"nosuchdriver://nova:{SECRET}@127.0.0.1:1/"
+
+        def sweep(url: str) -> str:
+            try:
+                ping(url, TARGETS, timeout=3.0, pinger=server)
+            except PingError as exc:
+                return str(exc)
+            return "answered"
+
+        with ThreadPoolExecutor(4) as pool:
+            said = list(pool.map(sweep, [*urls, bad]))
+        assert [line.split(":")[0] for line in said] == [
+            "RPC transport",
+            "RPC transport",
+            "RPC transport",
+            "transport URL rejected",
+        ]
+        assert not any(SECRET in line for line in said)
+    finally:
+        server.close()
+
+
+@needs_oslo
+def test_a_dead_server_fails_its_waiting_sweep_transiently_and_the_next_one_starts_anew() -> None:
+    server = Pinger()
+    try:
+        url = f"rabbit://nova:{SECRET}@127.0.0.1:{closed_port()}/"
+        with pytest.raises(PingError):
+            ping(url, TARGETS, timeout=1.0, pinger=server)
+        first = server._proc
+        assert first is not None
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(ping, url, TARGETS, timeout=3.0, pinger=server)
+            # Killed while the sweep runs: an unreachable broker takes it over a second.
+            while not server._waiting:
+                time.sleep(0.01)
+            os.kill(first.pid, signal.SIGKILL)
+            with pytest.raises(PingError) as caught:
+                waiting.result(timeout=30)
+        assert caught.value.transient
+        assert str(caught.value) == "the RPC ping server exited"
+        with pytest.raises(PingError, match="RPC transport"):
+            ping(url, TARGETS, timeout=1.0, pinger=server)
+        assert server._proc is not first
+    finally:
+        server.close()
+
+
+@needs_oslo
+def test_an_unanswered_ask_is_bounded() -> None:
+    server = Pinger()
+    try:
+        # A request the server refuses to read is never answered: the ask's bound ends it.
+        started = time.monotonic()
+        with pytest.raises(PingServerGone, match="did not answer within 1 s"):
+            server.ask({"no": "timeout"}, timeout=1.0)
+        assert time.monotonic() - started < 10
+    finally:
+        server.close()
+
+
+@needs_oslo
+def test_close_ends_the_server() -> None:
+    server = Pinger()
+    with pytest.raises(PingError):
+        ping(
+            f"rabbit://nova:{SECRET}@127.0.0.1:{closed_port()}/",
+            TARGETS,
+            timeout=1.0,
+            pinger=server,
+        )
+    proc = server._proc
+    assert proc is not None
+    server.close()
+    assert proc.poll() is not None

@@ -1,0 +1,335 @@
+"""The watcher's numbers on the test cloud (run by hand, not in CI).
+
+    export OS_CLIENT_CONFIG_FILE=~/.cache/e2etests-minicloud/clouds.yaml
+    .venv/bin/python bench/bench_watch.py cost [--rounds 20]
+    .venv/bin/python bench/bench_watch.py red [--repeat 3] [--interval 10]
+    .venv/bin/python bench/bench_watch.py soak [--minutes 20] [--restart-every 120]
+
+``cost``: the cheap round of one cloud, as the watcher runs it (one reading of the services
+shared by the round's checks, the broker read once against the previous round's sample, the
+ping swept by the fork server) and, side by side in the same run, as a one-shot run makes the
+same observations (every check reads for itself, two samples 3 s apart, a child per ping).
+Printed per round: HTTP requests (every request, the management API's included), the
+harness's CPU and the ping processes' CPU.
+
+``red``: ``e2etests watch`` in a child; once its gate is open, nova-compute's broker moves
+(``fault broker-moved nova-compute``) and the gate is asked every 0.25 s until it answers 503
+naming a ``compute.`` queue. Then heal, and the gate must open again. The median over the
+repeats is compared with 2 x interval + 10 s, and the anchors' defaults are printed beside it.
+
+``soak``: a watch of every test cloud for ``--minutes`` with a broker restart (3 s outage)
+every ``--restart-every`` seconds. Printed: red transitions (target 0), could-not-measure
+notices, and after SIGTERM the servers the watcher left (target 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import os
+import pathlib
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import requests.adapters
+
+from e2etests import config
+from e2etests.cloud import Cloud
+from e2etests.lifecycle import run_prefix
+from e2etests.watch import loop, runner
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MINICLOUD = [sys.executable, str(ROOT / "ci" / "minicloud")]
+
+
+# -- cost ---------------------------------------------------------------------------------
+
+
+class Counted:
+    """Every HTTP request of this process: openstacksdk's and the management API's."""
+
+    def __init__(self) -> None:
+        self.calls = itertools.count()
+        sdk = requests.adapters.HTTPAdapter.send
+        stdlib = urllib.request.OpenerDirector.open
+        counter = self.calls
+
+        def send(self: requests.adapters.HTTPAdapter, *args: Any, **kwargs: Any) -> Any:
+            next(counter)  # atomic under the GIL, unlike += from threads
+            return sdk(self, *args, **kwargs)
+
+        def open_(self: urllib.request.OpenerDirector, *args: Any, **kwargs: Any) -> Any:
+            next(counter)
+            return stdlib(self, *args, **kwargs)
+
+        requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
+        urllib.request.OpenerDirector.open = open_  # type: ignore[method-assign]
+
+    def now(self) -> int:
+        return next(self.calls)  # each look costs one: subtracted by the caller
+
+
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds of a live process and of the children it reaped (its sweeps)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_cpu() -> float:
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def _cost(
+    counted: Counted, cloud: str, rounds: int, interval: float, *, watcher_mode: bool
+) -> dict[str, float]:
+    targets = config.load_targets([cloud])
+    checks = runner.CloudRunner(targets, run_id="bench-watch", interval=interval)
+    plan = loop.plan_for(targets[0])
+    stop = threading.Event()
+
+    def one_round() -> None:
+        for check in plan.cheap:
+            outcome = checks.run(cloud, check, drained_at=None, stop=stop)
+            if outcome.status.value != "passed":
+                raise SystemExit(f"{cloud} {check}: {outcome.status.value}: {outcome.culprit}")
+
+    if not watcher_mode:
+        # The probe as a one-shot run builds it: nothing shared, two samples, a child per ping.
+        checks.run(cloud, plan.cheap[0], drained_at=None, stop=stop)
+        probe = checks._kept[cloud].probe
+        assert probe is not None
+        probe.share_for = probe.carry_for = 0.0
+        probe.pinger = None
+    one_round()  # tokens, version documents, the server's start: paid once per watch
+    time.sleep(interval / 3)
+    one_round()
+    pinger = checks._pinger._proc
+    before = (counted.now(), time.process_time(), _children_cpu())
+    server_before = _proc_cpu(pinger.pid) if pinger is not None else 0.0
+    paused = 0.0
+    for _ in range(rounds):
+        # The watcher's rounds are an interval apart; the pause is not the round's cost.
+        time.sleep(interval / 3)
+        paused += interval / 3
+        one_round()
+    requests_, cpu, children = counted.now(), time.process_time(), _children_cpu()
+    server = _proc_cpu(pinger.pid) - server_before if pinger is not None else 0.0
+    checks.close()
+    return {
+        "requests": (requests_ - before[0] - 1) / rounds,
+        "cpu_ms": 1000 * (cpu - before[1]) / rounds,
+        "ping_cpu_ms": 1000 * (children - before[2] + server) / rounds,
+    }
+
+
+def cost(ns: argparse.Namespace) -> None:
+    counted = Counted()
+    for cloud in ns.clouds:
+        watch = _cost(counted, cloud, ns.rounds, ns.interval, watcher_mode=True)
+        once = _cost(counted, cloud, ns.rounds, ns.interval, watcher_mode=False)
+        print(f"{cloud}: a cheap round (heartbeats, consumers, RPC ping), {ns.rounds} rounds each")
+        for name, row in (("watcher", watch), ("one-shot", once)):
+            total = row["cpu_ms"] + row["ping_cpu_ms"]
+            print(
+                f"  {name:9} {row['requests']:5.1f} HTTP requests  harness CPU "
+                f"{row['cpu_ms']:6.1f} ms  ping processes {row['ping_cpu_ms']:6.1f} ms  "
+                f"total {total:6.1f} ms"
+            )
+        ratio = (watch["cpu_ms"] + watch["ping_cpu_ms"]) / (once["cpu_ms"] + once["ping_cpu_ms"])
+        print(
+            f"  watcher/one-shot: requests {watch['requests'] / once['requests']:.2f}x, "
+            f"CPU {ratio:.2f}x  (targets: <= 6 requests, <= 20 ms CPU per cloud and round)"
+        )
+
+
+# -- a watcher in a child -----------------------------------------------------------------
+
+
+class Watch:
+    """``e2etests watch`` in a child process, its log in a file, its gate asked over HTTP."""
+
+    def __init__(self, log: pathlib.Path, args: list[str]) -> None:
+        self.log = log
+        self.out = log.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "e2etests", "watch", "--listen", "127.0.0.1:0", *args],
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
+        self.url = self._url()
+
+    def _url(self) -> str:
+        for _ in range(600):
+            found = re.search(r"serving (http://\S+)", self.log.read_text())
+            if found:
+                return found.group(1)
+            if self.proc.poll() is not None:
+                raise SystemExit(f"the watcher exited: {self.log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        raise SystemExit("the watcher never said where it serves")
+
+    def gate(self) -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(f"{self.url}/gate", timeout=5) as answer:
+                return answer.status, json.load(answer)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
+
+    def said(self, word: str) -> list[str]:
+        return [
+            line
+            for line in self.log.read_text().splitlines()
+            if line.startswith(f"e2etests watch: {word} ")
+        ]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+        self.out.close()
+
+
+@contextlib.contextmanager
+def watching(log: pathlib.Path, args: list[str]) -> Iterator[Watch]:
+    watch = Watch(log, args)
+    try:
+        yield watch
+    finally:
+        watch.stop()
+
+
+def wait_for(what: str, seconds: float, done: Callable[[], bool], every: float = 0.25) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if done():
+            return time.monotonic() - started
+        time.sleep(every)
+    raise SystemExit(f"{what}: not within {seconds:.0f} s")
+
+
+def fault(*args: str) -> None:
+    subprocess.run([*MINICLOUD, "fault", *args], check=True, capture_output=True, cwd=ROOT)
+
+
+def _red_on_compute(watch: Watch) -> bool:
+    code, doc = watch.gate()
+    return code == 503 and any(
+        "compute." in reason and c["verdict"] == "red"
+        for c in doc["clouds"]
+        for reason in c["reasons"]
+    )
+
+
+def red(ns: argparse.Namespace) -> None:
+    log = pathlib.Path(ns.out) / "watch-red.log"
+    took: list[float] = []
+    with watching(
+        log, ["--interval", f"{ns.interval:g}", "--boot-every", f"{ns.boot_every:g}"]
+    ) as watch:
+        try:
+            for i in range(ns.repeat):
+                wait_for("the gate opens", 300, lambda: watch.gate()[0] == 200, every=1.0)
+                time.sleep(ns.interval * (i + 1) / (ns.repeat + 1))  # land at varied moments
+                fault("broker-moved", "nova-compute")
+                started = time.monotonic()
+                wait_for("the gate turns red on compute.", 180, lambda: _red_on_compute(watch))
+                took.append(time.monotonic() - started)
+                print(f"  run {i + 1}: /gate 503 naming compute. {took[-1]:.1f} s after the fault")
+                fault("heal", "nova-compute")
+        finally:
+            fault("heal", "nova-compute")
+    target = 2 * ns.interval + 10
+    median = statistics.median(took)
+    print(
+        f"time to red at --interval {ns.interval:g}: median {median:.1f} s over {len(took)} "
+        f"(min {min(took):.1f}, max {max(took):.1f}); target <= {target:.0f} s; "
+        f"{median / target:.2f}x the target"
+    )
+    print(
+        "  anchors at their defaults: kuberhealthy >= 900 s, Flagger 300 s, "
+        "openstack-exporter never (a deaf consumer looks healthy)"
+    )
+
+
+# -- soak ---------------------------------------------------------------------------------
+
+
+def _left(clouds: list[str]) -> dict[str, list[str]]:
+    prefix = run_prefix(loop.WATCH_RUN_ID)
+    left: dict[str, list[str]] = {}
+    for target in config.load_targets(clouds):
+        cloud = Cloud(target)
+        try:
+            names = [s.name for s in cloud.connect().compute.servers() if s.name.startswith(prefix)]
+        finally:
+            cloud.close()
+        left[target.id] = names
+    return left
+
+
+def soak(ns: argparse.Namespace) -> None:
+    log = pathlib.Path(ns.out) / "watch-soak.log"
+    restarts = 0
+    started = time.monotonic()
+    with watching(
+        log, ["--interval", f"{ns.interval:g}", "--boot-every", f"{ns.boot_every:g}"]
+    ) as watch:
+        wait_for("the gate opens", 300, lambda: watch.gate()[0] == 200, every=1.0)
+        print(f"  gate open after {time.monotonic() - started:.0f} s; soaking {ns.minutes:g} min")
+        end = time.monotonic() + ns.minutes * 60
+        next_restart = time.monotonic() + ns.restart_every
+        while time.monotonic() < end:
+            if time.monotonic() >= next_restart:
+                fault("broker-restart", "--outage", "3")
+                restarts += 1
+                next_restart += ns.restart_every
+            time.sleep(1.0)
+        reds, unmeasured = watch.said("RED"), watch.said("COULD NOT MEASURE")
+    left = _left(ns.clouds)
+    leaked = sum(len(v) for v in left.values())
+    print(
+        f"soak: {ns.minutes:g} min at --interval {ns.interval:g}, {restarts} broker restarts "
+        f"(3 s outage each): {len(reds)} red transitions (target 0), {len(unmeasured)} "
+        f"could-not-measure notices, {leaked} servers left after SIGTERM (target 0)"
+    )
+    for line in reds + unmeasured:
+        print(f"  {line}")
+    for cloud, names in left.items():
+        if names:
+            print(f"  left on {cloud}: {', '.join(names)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clouds", nargs="+", default=["minicloud-a", "minicloud-b"])
+    parser.add_argument("--interval", type=float, default=10.0)
+    parser.add_argument("--boot-every", type=float, default=120.0)
+    parser.add_argument("--out", default=str(ROOT / "reports" / "bench"))
+    sub = parser.add_subparsers(dest="what", required=True)
+    sub.add_parser("cost").add_argument("--rounds", type=int, default=20)
+    sub.add_parser("red").add_argument("--repeat", type=int, default=3)
+    s = sub.add_parser("soak")
+    s.add_argument("--minutes", type=float, default=20.0)
+    s.add_argument("--restart-every", type=float, default=120.0)
+    ns = parser.parse_args()
+    pathlib.Path(ns.out).mkdir(parents=True, exist_ok=True)
+    {"cost": cost, "red": red, "soak": soak}[ns.what](ns)
+
+
+if __name__ == "__main__":
+    main()
