@@ -316,7 +316,9 @@ def soak(ns: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clouds", nargs="+", default=["minicloud-a", "minicloud-b"])
+    parser.add_argument(
+        "--clouds", type=lambda v: v.split(","), default=["minicloud-a", "minicloud-b"]
+    )
     parser.add_argument("--interval", type=float, default=10.0)
     parser.add_argument("--boot-every", type=float, default=120.0)
     parser.add_argument("--out", default=str(ROOT / "reports" / "bench"))

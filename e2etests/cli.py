@@ -656,8 +656,9 @@ def _watch(
         if notifier is not None:
             notifier(event)
 
+    plans = [loop.plan_for(t) for t in watched]
     watcher = loop.Watcher(
-        [loop.plan_for(t) for t in watched],
+        plans,
         checks,
         schedule=loop.Schedule(interval=ns.interval, boot_every=ns.boot_every),
         thresholds=state.Thresholds(failures=ns.failures, recoveries=ns.recoveries),
@@ -684,6 +685,9 @@ def _watch(
             f"watching {len(watched)} cloud(s) every {ns.interval:g}s, a boot every "
             f"{ns.boot_every:g}s; serving {server.url}"
         )
+        warning = loop.interval_warning(plans, ns.interval)
+        if warning is not None:
+            log(warning)
         watcher.run()
         log("stopping: letting running canaries delete their servers")
         left = watcher.shutdown()

@@ -34,6 +34,7 @@ from e2etests.booting import CANARY, LIFECYCLE
 from e2etests.checks import CheckOutcome, Status
 from e2etests.checks.mq import CONSUMERS, HEARTBEATS, RPC_PING
 from e2etests.config import CloudTarget
+from e2etests.mq.probe import MQProbe
 from e2etests.redact import message
 from e2etests.waiting import Clock, Deadline
 from e2etests.watch.state import DrainMark, Event, GateView, Thresholds, WatchState
@@ -46,7 +47,9 @@ __all__ = [
     "Runner",
     "Schedule",
     "Watcher",
+    "interval_warning",
     "plan_for",
+    "round_waits",
 ]
 
 DEFAULT_INTERVAL = 30.0
@@ -107,6 +110,37 @@ def plan_for(target: CloudTarget) -> Plan:
         grace=s.mq.grace,
         boot_budget=s.mq.canary_deadline + s.delete_timeout + ROUND_MARGIN,
         quarantine=s.quarantine,
+    )
+
+
+#: Seconds of reads a cheap round makes besides its own waits (a few requests each).
+READ_MARGIN = 2.0
+
+
+def round_waits(plan: Plan) -> float:
+    """Seconds a cheap round of ``plan`` may wait on its own when nothing answers late: the
+    RPC ping's timeout and, with no earlier sample to compare with, the consumer check's
+    pause between its two samples, plus its reads."""
+    waits = READ_MARGIN if plan.cheap else 0.0
+    if RPC_PING in plan.cheap:
+        waits += MQProbe.ping_timeout
+    if CONSUMERS in plan.cheap:
+        waits += MQProbe.sample_gap
+    return waits
+
+
+def interval_warning(plans: Sequence[Plan], interval: float) -> str | None:
+    """One line when ``interval`` is shorter than what some cloud's round waits on its own:
+    such rounds overrun and come out "could not measure" (seen at 5 s on the test cloud)."""
+    short = sorted((p for p in plans if round_waits(p) > interval), key=lambda p: p.cloud)
+    if not short:
+        return None
+    longest = max(round_waits(p) for p in short)
+    names = ", ".join(p.cloud for p in short[:5]) + (" ..." if len(short) > 5 else "")
+    return (
+        f"warning: --interval {interval:g}s is shorter than a round may wait on its own "
+        f"(up to {longest:g}s: the RPC ping's timeout, the consumer samples' pause, reads) on "
+        f"{len(short)} cloud(s): {names}; such rounds may come out could not measure"
     )
 
 

@@ -11,8 +11,10 @@ from collections.abc import Callable
 
 import pytest
 
+from e2etests.booting import CANARY, LIFECYCLE
 from e2etests.checks import CheckOutcome, Status
-from e2etests.watch.loop import Plan, Schedule, Watcher
+from e2etests.checks.mq import CONSUMERS, HEARTBEATS, RPC_PING
+from e2etests.watch.loop import Plan, Schedule, Watcher, interval_warning, round_waits
 from e2etests.watch.state import Event, EventKind, Light
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
@@ -286,3 +288,21 @@ def test_health_says_when_the_schedule_stopped_or_a_round_hangs(clock: Clock) ->
     wait_until(idle(w))
     w.stop()
     w.shutdown()
+
+
+# --- an interval shorter than a round's own waits is said at start ------------------------
+
+
+def test_an_interval_shorter_than_a_rounds_own_waits_is_warned_of_once() -> None:
+    full = Plan("c1", (HEARTBEATS, CONSUMERS, RPC_PING), CANARY)
+    beats = Plan("c2", (HEARTBEATS,), CANARY)
+    assert round_waits(full) == 10.0  # ping 5 s + samples 3 s apart + 2 s of reads
+    assert round_waits(beats) == 2.0
+    assert round_waits(Plan("c3", (), LIFECYCLE)) == 0.0
+    assert interval_warning([full, beats], 10.0) is None
+    line = interval_warning([full, beats], 5.0)
+    assert line is not None
+    assert "\n" not in line
+    assert line.startswith("warning: --interval 5s is shorter than a round may wait")
+    assert "up to 10s" in line
+    assert "1 cloud(s): c1;" in line
