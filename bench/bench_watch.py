@@ -4,6 +4,7 @@
     .venv/bin/python bench/bench_watch.py cost [--rounds 20]
     .venv/bin/python bench/bench_watch.py red [--repeat 3] [--interval 10]
     .venv/bin/python bench/bench_watch.py soak [--minutes 20] [--restart-every 120]
+    .venv/bin/python bench/bench_watch.py --interval 30 memory [--copies 200] [--minutes 30]
 
 ``cost``: the cheap round of one cloud, as the watcher runs it (one reading of the services
 shared by the round's checks, the broker read once against the previous round's sample, the
@@ -16,6 +17,11 @@ harness's CPU and the ping processes' CPU.
 (``fault broker-moved nova-compute``) and the gate is asked every 0.25 s until it answers 503
 naming a ``compute.`` queue. Then heal, and the gate must open again. The median over the
 repeats is compared with 2 x interval + 10 s, and the anchors' defaults are printed beside it.
+
+``memory``: a watch of ``--copies`` cloud entries (copies of the test clouds, written to a
+clouds.yaml of their own) for ``--minutes``; the resident memory of the watcher and of its
+ping server, sampled every round. Printed: RSS after the first full round, at the end, the
+growth, and the rounds observed (target: <= 200 MB, <= 10 MB growth over 1000 rounds).
 
 ``soak``: a watch of every test cloud for ``--minutes`` with a broker restart (3 s outage)
 every ``--restart-every`` seconds. Printed: red transitions (target 0), could-not-measure
@@ -314,6 +320,83 @@ def soak(ns: argparse.Namespace) -> None:
             print(f"  left on {cloud}: {', '.join(names)}")
 
 
+# -- memory -------------------------------------------------------------------------------
+
+
+def _rss_kib(pid: int) -> int:
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the ping server, a sweep in flight)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in pathlib.Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _copies(source: str, count: int, out: pathlib.Path) -> pathlib.Path:
+    import yaml
+
+    clouds = yaml.safe_load(pathlib.Path(source).read_text())["clouds"]
+    names = sorted(clouds)
+    fleet = {f"fleet-{i:03d}": clouds[names[i % len(names)]] for i in range(count)}
+    path = out / f"clouds-{count}.yaml"
+    path.write_text(yaml.safe_dump({"clouds": fleet}))
+    return path
+
+
+def memory(ns: argparse.Namespace) -> None:
+    source = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    if not source:
+        raise SystemExit("set OS_CLIENT_CONFIG_FILE to the test cloud's clouds.yaml")
+    out = pathlib.Path(ns.out)
+    fleet = _copies(source, ns.copies, out)
+    os.environ["OS_CLIENT_CONFIG_FILE"] = str(fleet)
+    log = out / f"watch-memory-{ns.copies}.log"
+    samples: list[tuple[float, int, int]] = []  # (seconds, watcher KiB, tree KiB)
+    args = ["--interval", f"{ns.interval:g}", "--boot-every", f"{ns.boot_every:g}"]
+    with watching(log, args) as watch:
+        started = time.monotonic()
+        end = started + ns.minutes * 60
+        while time.monotonic() < end and watch.proc.poll() is None:
+            time.sleep(ns.interval)
+            tree = _tree(watch.proc.pid)
+            samples.append(
+                (
+                    time.monotonic() - started,
+                    _rss_kib(watch.proc.pid),
+                    sum(_rss_kib(p) for p in tree if pathlib.Path(f"/proc/{p}").exists()),
+                )
+            )
+        unmeasured = watch.said("COULD NOT MEASURE")
+    if len(samples) < 3:
+        raise SystemExit("too few samples: run longer")
+    first, last = samples[1], samples[-1]  # the first sample is before the first full round
+    peak = max(s[2] for s in samples)
+    rounds = int((last[0] - first[0]) / ns.interval)
+    print(
+        f"memory: {ns.copies} clouds at --interval {ns.interval:g} for {ns.minutes:g} min, "
+        f"{rounds} rounds between the samples compared"
+    )
+    print(
+        f"  watcher RSS {first[1] / 1024:.1f} MB -> {last[1] / 1024:.1f} MB "
+        f"({(last[1] - first[1]) / 1024:+.1f} MB); with its ping server "
+        f"{first[2] / 1024:.1f} -> {last[2] / 1024:.1f} MB, peak {peak / 1024:.1f} MB "
+        "(target <= 200 MB, <= 10 MB growth over 1000 rounds)"
+    )
+    print(f"  could-not-measure notices: {len(unmeasured)}")
+    for t, own, tree_kib in samples[:: max(1, len(samples) // 10)]:
+        print(f"    {t:6.0f} s  watcher {own / 1024:6.1f} MB  tree {tree_kib / 1024:6.1f} MB")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -328,9 +411,13 @@ def main() -> None:
     s = sub.add_parser("soak")
     s.add_argument("--minutes", type=float, default=20.0)
     s.add_argument("--restart-every", type=float, default=120.0)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    m = sub.add_parser("memory")
+    m.add_argument("--copies", type=int, default=200)
+    m.add_argument("--minutes", type=float, default=30.0)
     ns = parser.parse_args()
     pathlib.Path(ns.out).mkdir(parents=True, exist_ok=True)
-    {"cost": cost, "red": red, "soak": soak}[ns.what](ns)
+    {"cost": cost, "red": red, "soak": soak, "memory": memory}[ns.what](ns)
 
 
 if __name__ == "__main__":

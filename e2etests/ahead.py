@@ -46,12 +46,19 @@ class Ahead:
             self._claimed.add(key)
             return first
 
+    def submitted(self, key: str) -> bool:
+        with self._lock:
+            return key in self._futures
+
     def submit(self, key: str, job: Job, group: str = "") -> Future[object]:
+        """Start ``job`` once per ``key``, after the jobs of its ``group`` (if any) submitted
+        before it: a cloud runs one job at a time (its boot, then its MQ round, say)."""
         with self._lock:
             if key not in self._futures:
                 if self.stop.is_set():
                     raise RuntimeError("the run is stopping")
-                self._futures[key] = self._pool.submit(job, self.stop)
+                before = [self._futures[k] for k in self._groups.get(group, ())] if group else []
+                self._futures[key] = self._pool.submit(_after, before, job, self.stop)
                 self._groups.setdefault(group, []).append(key)
             return self._futures[key]
 
@@ -90,3 +97,9 @@ class Ahead:
             error = future.exception()
             unread.append((key, error if error is not None else future.result()))
         return unread
+
+
+def _after(before: list[Future[object]], job: Job, stop: threading.Event) -> object:
+    # The pool starts jobs in the order given, so every one waited for has started or is done.
+    wait(before)
+    return job(stop)

@@ -1,11 +1,10 @@
 """The fixtures a suite test asks for (registered by :mod:`e2etests.plugin`).
 
 ``cloud`` (one per selected cloud), ``conn`` (its connection, for tests of your own),
-``run_id``/``run_prefix``/``drained_at``, ``mq`` (the cloud's MQ probe), ``mq_round`` (after
-a drain, the cloud's MQ checks run side by side), ``e2e_ahead`` (the
-result of a check started before the test's turn), ``e2e_report`` (turns a
-:class:`~e2etests.checks.CheckOutcome` into the report and the test's pass, skip or fail) and
-``e2e_cleanup``.
+``run_id``/``run_prefix``/``drained_at``, ``mq`` (the cloud's MQ probe), ``e2e_ahead`` (the
+result of a check started before the test's turn, or of the round a cloud's tests share),
+``e2e_report`` (turns a :class:`~e2etests.checks.CheckOutcome` into the report and the test's
+pass, skip or fail) and ``e2e_cleanup``.
 """
 
 from __future__ import annotations
@@ -17,10 +16,7 @@ from typing import Any, NoReturn
 import openstack.connection
 import pytest
 
-from e2etests.booting import CANARY
-from e2etests.checks.mq import probe_for
 from e2etests.checks.outcome import CheckOutcome, Status
-from e2etests.checks.rounds import ROUND_CHECKS, side_by_side
 from e2etests.cleanup import run_all
 from e2etests.cloud import Cloud
 from e2etests.config import CloudUnavailable
@@ -32,8 +28,7 @@ from e2etests.plugin import (
     ahead_result,
     cloud_of,
     configured_run_id,
-    runs_the_boot,
-    selected_checks,
+    mq_probe_of,
 )
 from e2etests.redact import redact, redact_line
 
@@ -82,36 +77,15 @@ def drained_at(request: pytest.FixtureRequest) -> dt.datetime | None:
 
 
 @pytest.fixture(scope="session")
-def mq(cloud: Cloud, drained_at: dt.datetime | None) -> MQProbe:
+def mq(request: pytest.FixtureRequest, cloud: Cloud) -> MQProbe:
     """The MQ checks of this cloud; skips when the cloud has no ``e2etests.mq`` block.
 
     One per cloud and process: the canary's diagnosis sees what the other checks found.
     """
-    probe = probe_for(cloud, drained_at)
+    probe = mq_probe_of(request.config, cloud)
     if probe is None:
         pytest.skip(f"{cloud.id}: no e2etests.mq settings")
     return probe
-
-
-@pytest.fixture(scope="session")
-def mq_round(
-    request: pytest.FixtureRequest,
-    cloud: Cloud,
-    mq: MQProbe,
-    drained_at: dt.datetime | None,
-    run_id: str,
-    run_prefix: str,
-) -> Mapping[str, CheckOutcome] | None:
-    """After a drain, every selected MQ check of this cloud, run once side by side (the
-    first MQ test of the cloud runs them; each test reports its own). None without a drain:
-    then each test runs its check when its turn comes."""
-    if drained_at is None:
-        return None
-    checks = selected_checks(request.config, cloud.target) & ROUND_CHECKS
-    if not runs_the_boot(request.config, cloud.target, CANARY):
-        checks.discard(CANARY)
-    name = f"{run_prefix}{cloud.slug}-canary"
-    return side_by_side(cloud, mq, checks=checks, canary_name=name, run_id=run_id)
 
 
 @pytest.fixture

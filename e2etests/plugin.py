@@ -28,11 +28,14 @@ import pytest
 from e2etests import booting, redacting
 from e2etests import config as e2e_config
 from e2etests.ahead import Ahead, Job
+from e2etests.checks.mq import probe_for
 from e2etests.checks.outcome import CheckOutcome
 from e2etests.cloud import Cloud
 from e2etests.config import CloudTarget
 from e2etests.contract import Prop
 from e2etests.errors import ConfigError
+from e2etests.mq.pingserver import Pinger
+from e2etests.mq.probe import MQProbe
 from e2etests.options import new_run_id, parse_drained_at, parse_run_id, whole_number
 from e2etests.redact import describe, redact, redact_line
 from e2etests.sharding import parse_shard, sharded
@@ -58,6 +61,8 @@ _USAGE_ERROR_KEY = pytest.StashKey[str]()
 _AHEAD_KEY = pytest.StashKey[Ahead]()
 _SELECTED_KEY = pytest.StashKey[dict[str, set[str]]]()
 _LEAK_SHOWN_KEY = pytest.StashKey[bool]()
+_PROBES_KEY = pytest.StashKey[dict[str, "MQProbe | None"]]()
+_PINGER_KEY = pytest.StashKey["Pinger"]()
 _WORKER_RUN_ID = "e2e_run_id"
 _WORKER_USAGE_ERROR = "e2e_usage_error"
 
@@ -158,8 +163,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "e2e_ahead(factory): factory(cloud, config) gives the job the e2e_ahead fixture runs, "
-        "started early for queued tests (None: the test will skip)",
+        "e2e_ahead(factory, shared=None): factory(cloud, config) gives the job the e2e_ahead "
+        "fixture runs, started early for queued tests (None: the test will skip); the tests "
+        "of a cloud with the same `shared` name share one job",
     )
     # The SDK warns about its own internals on every call; operators can act on none of it.
     config.addinivalue_line("filterwarnings", r"ignore::DeprecationWarning:openstack\.")
@@ -169,6 +175,7 @@ def pytest_configure(config: pytest.Config) -> None:
         workerinput.get(_WORKER_RUN_ID) or config.getoption("e2e_run_id") or new_run_id()
     )
     config.stash[_CLOUDS_KEY] = {}
+    config.stash[_PROBES_KEY] = {}
     config.stash[_AHEAD_KEY] = Ahead(config.getoption("e2e_concurrent_boots"))
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(_XdistHooks(), "e2etests-xdist")
@@ -316,6 +323,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         _report_unread(session.config, ahead.close())
     for cloud in session.config.stash.get(_CLOUDS_KEY, {}).values():
         cloud.close()
+    pinger = session.config.stash.get(_PINGER_KEY, None)
+    if pinger is not None:
+        pinger.close()
     message = session.config.stash.get(_USAGE_ERROR_KEY, None)
     if message:
         pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
@@ -366,12 +376,34 @@ def cloud_of(config: pytest.Config, target: CloudTarget) -> Cloud:
     return registry[target.id]
 
 
+def mq_probe_of(config: pytest.Config, cloud: Cloud) -> MQProbe | None:
+    """The one MQ probe of ``cloud`` in this process (None: no ``e2etests.mq`` block): its
+    tests and its round share what the checks found. Its ping sweeps are forked by the
+    process's one ping server: a child per sweep cost half a CPU-second each."""
+    registry = config.stash[_PROBES_KEY]
+    if cloud.id not in registry:
+        probe = probe_for(cloud, config.getoption("e2e_drained_at"))
+        if probe is not None:
+            if _PINGER_KEY not in config.stash:
+                config.stash[_PINGER_KEY] = Pinger()
+            probe.pinger = config.stash[_PINGER_KEY]
+        registry[cloud.id] = probe
+    return registry[cloud.id]
+
+
 def configured_run_id(config: pytest.Config) -> str:
     """Id of this run, shared by every xdist worker (``--run-id``, else generated)."""
     return config.stash[_RUN_ID_KEY]
 
 
 # -- checks started ahead of their turn (see e2etests.ahead) --------------------------------
+
+
+def _ahead_key(item: pytest.Item, target: CloudTarget) -> str:
+    """The job's key: the item's own, or the cloud's for a job its items share (``shared``)."""
+    marker = item.get_closest_marker("e2e_ahead")
+    shared = marker.kwargs.get("shared") if marker is not None else None
+    return f"{target.id}::{shared}" if shared else item.nodeid
 
 
 def _ahead_job(item: pytest.Item) -> Job | None:
@@ -400,21 +432,29 @@ def ahead_result(item: pytest.Item) -> object:
     at a time), then waits for its own.
     """
     ahead = item.config.stash[_AHEAD_KEY]
-    own = _ahead_job(item)
     target = _target_of(item)
-    if own is None or target is None:
+    if target is None:
         return None
-    ahead.submit(item.nodeid, own, group=target.id)
+    key = _ahead_key(item, target)
+    if not ahead.submitted(key):
+        ahead.claim(key)
+        own = _ahead_job(item)
+        if own is None:
+            return None
+        ahead.submit(key, own, group=target.id)
     # Work stealing moves queued tests to other workers: a check started here would run twice.
     if item.config.getoption("dist", "no") != "worksteal":
         for other in queued_items(item):
             other_target = _target_of(other)
-            if other_target is None or not ahead.claim(other.nodeid):
+            if other_target is None:
+                continue
+            other_key = _ahead_key(other, other_target)
+            if not ahead.claim(other_key):
                 continue
             job = _ahead_job(other)
             if job is not None:
-                ahead.submit(other.nodeid, job, group=other_target.id)
-    return ahead.result(item.nodeid)
+                ahead.submit(other_key, job, group=other_target.id)
+    return ahead.result(key)
 
 
 def _report_unread(config: pytest.Config, unread: Sequence[tuple[str, object]]) -> None:
@@ -423,8 +463,12 @@ def _report_unread(config: pytest.Config, unread: Sequence[tuple[str, object]]) 
     for nodeid, value in unread:
         if isinstance(value, BaseException):
             lines.append(f"{nodeid}: check started ahead crashed: {describe(value)}")
-        elif isinstance(value, CheckOutcome) and value.leak:
-            lines.append(f"{nodeid}: cleanup failed: {redact_line(value.leak)}")
+        else:
+            # A shared job (a cloud's MQ round) gives each of its checks' outcomes.
+            outcomes = value.values() if isinstance(value, Mapping) else [value]
+            for outcome in outcomes:
+                if isinstance(outcome, CheckOutcome) and outcome.leak:
+                    lines.append(f"{nodeid}: cleanup failed: {redact_line(outcome.leak)}")
     if lines:
         lines.append("a server may be left behind: run `e2etests sweep`")
     terminal = config.pluginmanager.get_plugin("terminalreporter")

@@ -93,6 +93,31 @@ def stoppable(stop: threading.Event, why: str) -> Callable[[float], None]:
 
 
 @contextlib.contextmanager
+def follow(outer: threading.Event, inner: threading.Event, every: float = 0.2) -> Iterator[None]:
+    """Within this block, ``inner`` is set (within ``every`` seconds) once ``outer`` is.
+
+    For a job whose own stop must also end its waits when the whole run stops, while
+    setting its own stop must not stop the run.
+    """
+    done = threading.Event()
+
+    def relay() -> None:
+        while not done.wait(every):
+            if outer.is_set():
+                inner.set()
+                return
+
+    if outer.is_set():
+        inner.set()
+    thread = threading.Thread(target=relay, name="e2e-follow", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+@contextlib.contextmanager
 def requests_within(deadline: Deadline) -> Iterator[None]:
     """Bound the requests of :func:`bound_requests` sessions, in this thread, by ``deadline``."""
     token = _WITHIN.set(deadline)

@@ -9,6 +9,7 @@ probe they share.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 from collections.abc import Callable, Collection
@@ -28,9 +29,9 @@ from e2etests.checks.outcome import CheckOutcome, Status
 from e2etests.cloud import Cloud
 from e2etests.errors import CouldNotRun
 from e2etests.mq.probe import MQProbe
-from e2etests.waiting import stoppable
+from e2etests.waiting import follow, stoppable
 
-__all__ = ["OBSERVATIONS", "ROUND_CHECKS", "side_by_side"]
+__all__ = ["OBSERVATIONS", "ROUND_CHECKS", "in_turn", "side_by_side"]
 
 #: The cheap MQ checks, by name: each one observation of the probe, waiting in its window.
 OBSERVATIONS: dict[str, Callable[[MQProbe], CheckOutcome]] = {
@@ -42,6 +43,35 @@ OBSERVATIONS: dict[str, Callable[[MQProbe], CheckOutcome]] = {
 ROUND_CHECKS = frozenset({*OBSERVATIONS, CANARY})
 
 
+def in_turn(
+    cloud: Cloud,
+    probe: MQProbe,
+    *,
+    checks: Collection[str],
+    canary_name: str,
+    run_id: str,
+    stop: threading.Event | None = None,
+) -> dict[str, CheckOutcome]:
+    """The outcome of each of ``checks`` on ``cloud``, one after another, without a drain:
+    nothing to wait out, so nothing to gain side by side, and each check is judged in full
+    whatever another found. Once ``stop`` is set, no further check begins."""
+    sleep = probe.sleep
+    if stop is not None:
+        probe.sleep = stoppable(stop, f"{cloud.id}: the run is stopping")
+    outcomes: dict[str, CheckOutcome] = {}
+    try:
+        for name, observe in OBSERVATIONS.items():
+            if name in checks and not (stop is not None and stop.is_set()):
+                outcomes[name] = observe(probe)
+        if CANARY in checks and not (stop is not None and stop.is_set()):
+            outcomes[CANARY] = check_canary(
+                cloud, probe, name=canary_name, run_id=run_id, stop=stop
+            )
+    finally:
+        probe.sleep = sleep
+    return outcomes
+
+
 def side_by_side(
     cloud: Cloud,
     probe: MQProbe,
@@ -49,14 +79,17 @@ def side_by_side(
     checks: Collection[str],
     canary_name: str,
     run_id: str,
+    stop: threading.Event | None = None,
 ) -> dict[str, CheckOutcome]:
     """The outcome of each of ``checks`` (a subset of :data:`ROUND_CHECKS`) on ``cloud``.
 
     Red as soon as the evidence allows: once one check has failed, the cloud is red whatever
     the others would find, so they stop at their next pause (the canary deletes its server)
-    and are reported skipped, "not waited for". An interrupt (Ctrl-C, SIGTERM) stops them the
-    same way and goes on once the canary's delete is done.
+    and are reported skipped, "not waited for". An interrupt (Ctrl-C, SIGTERM), or ``stop``
+    (the whole run stopping) stops them the same way and goes on once the canary's delete is
+    done.
     """
+    outer = stop
     stop = threading.Event()
     red: list[CheckOutcome] = []
     sleep = probe.sleep
@@ -92,8 +125,12 @@ def side_by_side(
             cloud, probe, name=canary_name, run_id=run_id, stop=stop
         )
     probe.sleep = stoppable(stop, f"{cloud.id}: the run is stopping")
+    following = follow(outer, stop) if outer is not None else contextlib.nullcontext()
     try:
-        with ThreadPoolExecutor(max(1, len(jobs)), thread_name_prefix="e2e-round") as pool:
+        with (
+            following,
+            ThreadPoolExecutor(max(1, len(jobs)), thread_name_prefix="e2e-round") as pool,
+        ):
             futures = {name: pool.submit(settled(name, job)) for name, job in jobs.items()}
             try:
                 return {name: future.result() for name, future in futures.items()}

@@ -9,6 +9,7 @@ import threading
 import time
 import types
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -81,6 +82,35 @@ def test_settle_waits_for_the_other_jobs_of_a_group_only() -> None:
     threading.Timer(0.3, release.set).start()
     ahead.settle("a")
     assert time.monotonic() - started >= 0.3
+    ahead.close()
+
+
+def test_a_groups_jobs_run_one_at_a_time_in_the_order_given() -> None:
+    ahead = Ahead(4)
+    order: list[str] = []
+    running = [0]
+    peak = [0]
+    lock = threading.Lock()
+
+    def job(name: str) -> Callable[[threading.Event], object]:
+        def run(stop: threading.Event) -> object:
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            time.sleep(0.2)
+            with lock:
+                running[0] -= 1
+                order.append(name)
+            return name
+
+        return run
+
+    futures = [ahead.submit(n, job(n), group="a") for n in ("boot", "round", "third")]
+    other = ahead.submit("b", job("b"), group="b")
+    assert [f.result(timeout=10) for f in futures] == ["boot", "round", "third"]
+    assert other.result(timeout=10) == "b"
+    assert [n for n in order if n != "b"] == ["boot", "round", "third"]
+    assert peak[0] == 2  # cloud b's job beside cloud a's, never two of a's
     ahead.close()
 
 
@@ -253,6 +283,40 @@ def test_a_check_nobody_reported_still_says_what_it_left(
     assert "test_check[alpha]: cleanup failed" not in result.stdout.str()  # it was reported
 
 
+LEAKY_ROUND = """
+import pytest
+from e2etests.checks import CheckOutcome, Status
+
+def factory(cloud, config):
+    def job(stop):
+        leaked = CheckOutcome(
+            "mq.canary", cloud.id, Status.FAILED, culprit="x", leak="delete of e2e-c timed out"
+        )
+        return {"mq.heartbeats": CheckOutcome("mq.heartbeats", cloud.id, Status.PASSED),
+                "mq.canary": leaked}
+    return job
+
+@pytest.mark.e2e_ahead.with_args(factory, shared="round")
+def test_check(cloud, e2e_ahead):
+    e2e_ahead()
+    pytest.fail("the first check fails and -x stops the run")
+"""
+
+
+def test_a_shared_round_nobody_reported_still_says_what_its_canary_left(
+    pytester: pytest.Pytester, suite: pathlib.Path
+) -> None:
+    pytester.makepyfile(test_leaky=LEAKY_ROUND)
+    result = pytester.runpytest_subprocess("test_leaky.py", "-x")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "e2etests: beta::round: cleanup failed: delete of e2e-c timed out",
+            "e2etests: a server may be left behind: run `e2etests sweep`",
+        ]
+    )
+
+
 def test_a_changed_xdist_worker_is_said_once_never_silently_ignored() -> None:
     from e2etests import xdist_queue
 
@@ -270,3 +334,50 @@ def test_a_changed_xdist_worker_is_said_once_never_silently_ignored() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert xdist_queue._xdist_queue(config) == []  # once per run, not per item
+
+
+SHARED = """
+import json, os, pathlib, threading, time
+import pytest
+
+OUT = pathlib.Path(os.environ["E2E_TEST_OUT"])
+LOCK = threading.Lock()
+RUNNING = [0]
+PEAK = [0]
+
+def factory(cloud, config):
+    with (OUT / "made.txt").open("a") as f:
+        f.write(cloud.id + "\\n")
+    def job(stop):
+        with LOCK:
+            RUNNING[0] += 1
+            PEAK[0] = max(PEAK[0], RUNNING[0])
+        time.sleep(0.5)
+        with LOCK:
+            RUNNING[0] -= 1
+            (OUT / "peak.txt").write_text(str(PEAK[0]))
+        return {"one": f"{cloud.id}:1", "two": f"{cloud.id}:2"}
+    return job
+
+round_ = pytest.mark.e2e_ahead.with_args(factory, shared="round")
+
+@round_
+def test_one(cloud, e2e_ahead):
+    assert e2e_ahead()["one"] == f"{cloud.id}:1"
+
+@round_
+def test_two(cloud, e2e_ahead):
+    assert e2e_ahead()["two"] == f"{cloud.id}:2"
+"""
+
+
+def test_a_clouds_tests_share_one_round_and_the_rounds_of_queued_clouds_start_ahead(
+    pytester: pytest.Pytester, suite: pathlib.Path
+) -> None:
+    pytester.makepyfile(test_shared=SHARED)
+    # The MQ suite's shape: a cloud's checks are one job; four clouds' rounds overlap.
+    result = pytester.runpytest_subprocess("test_shared.py", "-k", "not skipped")
+    result.assert_outcomes(passed=8, skipped=2)  # and the cloud skipped by config
+    made = (pytester.path / "made.txt").read_text().split()
+    assert sorted(made) == ["alpha", "beta", "delta", "gamma"]  # one job per cloud
+    assert int((pytester.path / "peak.txt").read_text()) == 4
