@@ -33,6 +33,8 @@ __all__ = ["PingServerGone", "Pinger"]
 
 #: Seconds a grandchild may run beyond its sweep's own timeout before the server kills it.
 SLACK = 10.0
+#: Seconds :meth:`Pinger.close` lets running sweeps finish before it kills them.
+CLOSE_WITHIN = 2.0
 
 
 class PingServerGone(Exception):
@@ -232,10 +234,13 @@ class Pinger:
             return
         assert proc.stdin is not None
         try:
-            proc.stdin.close()  # the server finishes its sweeps and exits
-            proc.wait(timeout=SLACK + 20.0)
+            proc.stdin.close()  # the server exits once its sweeps are answered
+            proc.wait(timeout=CLOSE_WITHIN)
         except (OSError, subprocess.TimeoutExpired):
-            proc.kill()
+            # Sweeps only read: cutting one short loses nothing, while a stopping watcher
+            # has its own bound to keep. The server leads its own group, sweeps included.
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 

@@ -1,0 +1,216 @@
+"""A fleet of cloud entries on the test cloud: the run against its floor, and the MQ checks
+of many clouds in few processes (run by hand, not in CI).
+
+    export OS_CLIENT_CONFIG_FILE=~/.cache/e2etests-minicloud/clouds.yaml
+    .venv/bin/python bench/bench_fleet.py [--clouds 20,50,200] [--workers 1,4,auto]
+
+Every entry is a copy of a test cloud (``fleet-001``.., alternating between the clouds of
+``OS_CLIENT_CONFIG_FILE``), so every run here shares one single-node cloud on this machine.
+For each fleet size, side by side in one run:
+
+- ``mq``: ``e2etests run -- -k "mq and not canary"`` (heartbeats, consumers, RPC ping of
+  every cloud) with each ``--workers`` value: wall, CPU of all processes per cloud, and peak
+  RSS of all processes. This is what picks the default worker count: since a cloud's MQ
+  checks run as one round started ahead (``--concurrent-boots`` rounds at a time per
+  process), more processes buy little but memory;
+- ``run``: the whole default run (one boot per cloud and its MQ checks) at the default
+  workers, against ``floor``: a bare openstacksdk script doing the same boots (create,
+  ACTIVE, delete, gone) at the same concurrency, in threads of one process.
+
+For many simulated hosts on one cloud see ``bench/bench_many_hosts.py``; for shards and their
+merge, ``bench/bench_merge.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import pathlib
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_watch import _rss_kib, _tree  # noqa: E402  (one RSS reader for the benches)
+
+#: The run's default look-ahead per process (``--concurrent-boots``).
+CONCURRENT = 8
+
+
+def _copies(source: pathlib.Path, count: int, out: pathlib.Path) -> pathlib.Path:
+    import yaml
+
+    data = yaml.safe_load(source.read_text())
+    names = sorted(data["clouds"])
+    data["clouds"] = {f"fleet-{i:03d}": data["clouds"][names[i % len(names)]] for i in range(count)}
+    path = out / f"clouds-{count}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class Peak:
+    """The peak summed RSS of a process and its descendants, sampled every 0.2 s."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.kib = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.2):
+            total = 0
+            for pid in _tree(self.pid):
+                with contextlib.suppress(OSError):
+                    total += _rss_kib(pid)
+            self.kib = max(self.kib, total)
+
+    def stop(self) -> float:
+        self._done.set()
+        self._thread.join()
+        return self.kib / 1024
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds of the process tree, peak MB of the tree, the output tail."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    peak = Peak(proc.pid)
+    out, _ = proc.communicate()
+    wall = time.monotonic() - started
+    mb = peak.stop()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    tail = out.strip().splitlines()[-1] if out.strip() else ""
+    if proc.returncode not in (0,):
+        print(f"    (exit {proc.returncode}: {tail})")
+    return wall, cpu, mb, tail
+
+
+def _run(env: dict[str, str], report: pathlib.Path, workers: str, *pytest_args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "e2etests", "run", "--workers", workers,
+        "--report-dir", str(report), "--", "-q", "-p", "no:cacheprovider", *pytest_args,
+    ]  # fmt: skip
+
+
+# -- the floor ----------------------------------------------------------------------------
+
+
+def _bare_boot(conn: Any, ids: tuple[str, str, str], name: str) -> None:
+    flavor, image, network = ids
+    server = conn.compute.create_server(
+        name=name, flavor_id=flavor, image_id=image, networks=[{"uuid": network}]
+    )
+    try:
+        conn.compute.wait_for_server(server, interval=1, wait=300)
+    finally:
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, interval=1, wait=120)
+
+
+def floor(concurrency: int) -> None:
+    """Every fleet entry's boot, ``concurrency`` at a time, each entry its own connection."""
+    import warnings
+
+    import openstack
+
+    from e2etests import config
+
+    warnings.simplefilter("ignore")
+    targets = config.load_targets(["fleet-*"])
+    jobs = []
+    for i, t in enumerate(targets):
+        conn = openstack.connect(cloud=t.name)
+        ids = (
+            conn.compute.find_flavor(t.settings.flavor, ignore_missing=False).id,
+            conn.image.find_image(t.settings.image, ignore_missing=False).id,
+            conn.network.find_network(t.settings.network or "", ignore_missing=False).id,
+        )
+        jobs.append((conn, ids, f"bench-floor-{os.getpid()}-{i}"))
+    with ThreadPoolExecutor(concurrency) as pool:
+        for future in [pool.submit(_bare_boot, *job) for job in jobs]:
+            future.result()
+
+
+# -- the driver ---------------------------------------------------------------------------
+
+
+def _workers(value: str, clouds: int) -> int:
+    return min(clouds, 32) if value == "auto" else int(value)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--clouds", default="20,50,200")
+    parser.add_argument("--workers", default="1,4,auto", help="for the MQ runs")
+    parser.add_argument("--no-boots", action="store_true", help="only the MQ runs")
+    parser.add_argument("--floor", type=int, help=argparse.SUPPRESS)
+    ns = parser.parse_args()
+    if ns.floor:
+        floor(ns.floor)
+        return
+    source = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    if not source:
+        sys.exit("set OS_CLIENT_CONFIG_FILE to the test cloud's clouds.yaml")
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = pathlib.Path(tmp)
+        for count in (int(c) for c in ns.clouds.split(",")):
+            env = {
+                **os.environ,
+                "OS_CLIENT_CONFIG_FILE": str(_copies(pathlib.Path(source), count, work)),
+            }
+            print(f"{count} clouds")
+            mq: dict[str, tuple[float, float, float, str]] = {}
+            for workers in ns.workers.split(","):
+                cmd = _run(env, work / "r", workers, "-k", "mq and not canary")
+                mq[workers] = _timed(cmd, env)
+                wall, cpu, mb, tail = mq[workers]
+                print(
+                    f"  mq   --workers {workers:>4} ({_workers(workers, count):2d} processes): "
+                    f"{wall:6.1f} s wall, CPU {cpu / count:.3f} s per cloud, peak RSS "
+                    f"{mb:6.0f} MB  [{tail}]"
+                )
+            first = ns.workers.split(",")[0]
+            ratios = ", ".join(
+                f"{w}: wall {mq[w][0] / mq[first][0]:.2f}x, RSS {mq[w][2] / mq[first][2]:.2f}x"
+                for w in mq
+                if w != first
+            )
+            if ratios:
+                print(f"  mq   against --workers {first}: {ratios}")
+            if ns.no_boots:
+                continue
+            workers = _workers("auto", count)
+            run = _timed(_run(env, work / "r", "auto"), env)
+            concurrency = min(count, workers * CONCURRENT)
+            bare = _timed([sys.executable, __file__, "--floor", str(concurrency)], env)
+            print(
+                f"  run  --workers auto ({workers} processes): {run[0]:6.1f} s wall, CPU "
+                f"{run[1] / count:.3f} s per cloud, peak RSS {run[2]:.0f} MB  [{run[3]}]"
+            )
+            print(
+                f"  floor, {count} boots {concurrency} at a time: {bare[0]:6.1f} s wall, "
+                f"CPU {bare[1] / count:.3f} s per cloud, peak RSS {bare[2]:.0f} MB"
+            )
+            print(
+                f"  run/floor: wall {run[0] / bare[0]:.2f}x (target <= 1.2 at 200 clouds; CPU "
+                "<= 0.1 s per cloud; peak RSS <= 600 MB)"
+            )
+
+
+if __name__ == "__main__":
+    main()
