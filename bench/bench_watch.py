@@ -196,6 +196,13 @@ class Watch:
         except urllib.error.HTTPError as exc:
             return exc.code, json.load(exc)
 
+    def boots(self) -> int:
+        """Canary boots the watcher timed (its boot histogram's counts)."""
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        counts = re.findall(r"^e2etests_watch_boot_seconds_count\{[^}]*\} (\S+)$", text, re.M)
+        return int(sum(float(c) for c in counts))
+
     def said(self, word: str) -> list[str]:
         return [
             line
@@ -306,12 +313,14 @@ def soak(ns: argparse.Namespace) -> None:
                 next_restart += ns.restart_every
             time.sleep(1.0)
         reds, unmeasured = watch.said("RED"), watch.said("COULD NOT MEASURE")
+        boots = watch.boots()
     left = _left(ns.clouds)
     leaked = sum(len(v) for v in left.values())
     print(
         f"soak: {ns.minutes:g} min at --interval {ns.interval:g}, {restarts} broker restarts "
-        f"(3 s outage each): {len(reds)} red transitions (target 0), {len(unmeasured)} "
-        f"could-not-measure notices, {leaked} servers left after SIGTERM (target 0)"
+        f"(3 s outage each), {boots} canary boots: {len(reds)} red transitions (target 0), "
+        f"{len(unmeasured)} could-not-measure notices, {leaked} servers left after SIGTERM "
+        "(target 0)"
     )
     for line in reds + unmeasured:
         print(f"  {line}")

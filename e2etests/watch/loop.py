@@ -400,6 +400,8 @@ class Watcher:
 
     def _run_check(self, cloud: str, check: str, drained_at: dt.datetime | None) -> CheckOutcome:
         started = self.clock()
+        with self._lock:
+            self.state.looking(cloud, check, at=started)
         try:
             return self.runner.run(cloud, check, drained_at=drained_at, stop=self.stopping)
         except Exception as exc:  # a bug or a surprise is "could not measure", not a dead lane

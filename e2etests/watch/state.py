@@ -132,6 +132,8 @@ class CheckState:
     evidence: tuple[str, ...] = ()
     misconfigured: bool = False
     leak: str | None = None
+    #: when the observation now being made began; None between observations
+    looking_since: float | None = None
 
     def light_at(self, now: float) -> Light:
         """The light, or STALE when nothing came for two periods (never reported included)."""
@@ -163,6 +165,13 @@ class CheckState:
         what = self.culprit or "no detail"
         if light is Light.STALE:
             seen = self.last_result if self.last_result is not None else self.added_at
+            if self.looking_since is not None:
+                # Right after a drain or a broker restart an observation waits out the grace
+                # window: no result yet, but not stale either.
+                return (
+                    f"{self.check}: waiting, an observation has been under way for "
+                    f"{now - self.looking_since:.0f}s (no result for {now - seen:.0f}s)"
+                )
             return f"{self.check}: stale, no result for {now - seen:.0f}s"
         if light is Light.UNKNOWN:
             return f"{self.check}: no result yet"
@@ -240,11 +249,16 @@ class WatchState:
 
     # -- observations ---------------------------------------------------------------------
 
+    def looking(self, cloud: str, check: str, *, at: float) -> None:
+        """An observation of ``check`` on ``cloud`` began; :meth:`record` ends it."""
+        self.checks[(cloud, check)].looking_since = at
+
     def record(self, outcome: CheckOutcome, *, started: float, at: float) -> list[Event]:
         """One observation of ``outcome.check`` on ``outcome.cloud``, from a round that
         started at ``started``; returns the transitions it caused."""
         state = self.checks[(outcome.cloud, outcome.check)]
         state.last_result = at
+        state.looking_since = None
         state.last_seconds = outcome.seconds
         state.leak = outcome.leak
         if outcome.status is Status.PASSED and outcome.leak is None:

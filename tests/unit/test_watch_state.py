@@ -114,6 +114,22 @@ def test_stale_after_two_periods_without_a_result() -> None:
     assert check.reason(51, state.thresholds) == "mq.consumers: stale, no result for 21s"
 
 
+def test_an_observation_under_way_is_waiting_not_stale_and_still_holds_the_gate() -> None:
+    # Seen on the test cloud: within a drain's grace window the gate said "stale" for checks
+    # whose round was waiting for recovery, as if the watcher had stopped looking.
+    state = make()
+    check = state.checks[(CLOUD, "mq.consumers")]
+    feed(state, "mq.consumers", [Status.PASSED], start=30)
+    state.looking(CLOUD, "mq.consumers", at=40)
+    assert check.verdict_at(60) is Verdict.PENDING  # no result for two periods: not green
+    assert check.reason(60, state.thresholds) == (
+        "mq.consumers: waiting, an observation has been under way for 20s (no result for 30s)"
+    )
+    state.record(outcome("mq.consumers", Status.PASSED), started=40, at=61)
+    assert check.looking_since is None
+    assert check.reason(90, state.thresholds) == "mq.consumers: stale, no result for 29s"
+
+
 def both_pass(state: WatchState, at: float) -> None:
     for check in ("mq.consumers", "mq.canary"):
         state.record(outcome(check, Status.PASSED), started=at, at=at + 1)
