@@ -2,14 +2,15 @@
 of many clouds in few processes (run by hand, not in CI).
 
     export OS_CLIENT_CONFIG_FILE=~/.cache/e2etests-minicloud/clouds.yaml
-    .venv/bin/python bench/bench_fleet.py [--clouds 20,50,200] [--workers 1,4,auto]
+    .venv/bin/python bench/bench_fleet.py [--clouds 20,50,200] [--mq 1x8,1x32,4x8,autox8]
 
 Every entry is a copy of a test cloud (``fleet-001``.., alternating between the clouds of
 ``OS_CLIENT_CONFIG_FILE``), so every run here shares one single-node cloud on this machine.
 For each fleet size, side by side in one run:
 
 - ``mq``: ``e2etests run -- -k "mq and not canary"`` (heartbeats, consumers, RPC ping of
-  every cloud) with each ``--workers`` value: wall, CPU of all processes per cloud, and peak
+  every cloud) for each ``WxC`` of ``--mq``: W workers (``auto``: one per cloud, at most 32)
+  and ``--concurrent-boots C``. Printed: wall, CPU of all processes per cloud, and peak
   RSS of all processes. This is what picks the default worker count: since a cloud's MQ
   checks run as one round started ahead (``--concurrent-boots`` rounds at a time per
   process), more processes buy little but memory;
@@ -155,7 +156,7 @@ def _workers(value: str, clouds: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("--clouds", default="20,50,200")
-    parser.add_argument("--workers", default="1,4,auto", help="for the MQ runs")
+    parser.add_argument("--mq", default="1x8,1x32,4x8,autox8", help="WORKERSxCONCURRENT,...")
     parser.add_argument("--no-boots", action="store_true", help="only the MQ runs")
     parser.add_argument("--floor", type=int, help=argparse.SUPPRESS)
     ns = parser.parse_args()
@@ -175,23 +176,27 @@ def main() -> None:
             }
             print(f"{count} clouds")
             mq: dict[str, tuple[float, float, float, str]] = {}
-            for workers in ns.workers.split(","):
-                cmd = _run(env, work / "r", workers, "-k", "mq and not canary")
-                mq[workers] = _timed(cmd, env)
-                wall, cpu, mb, tail = mq[workers]
+            for combo in ns.mq.split(","):
+                workers, concurrent = combo.split("x")
+                cmd = _run(
+                    env, work / "r", workers, "-k", "mq and not canary",
+                    "--concurrent-boots", concurrent,
+                )  # fmt: skip
+                mq[combo] = _timed(cmd, env)
+                wall, cpu, mb, tail = mq[combo]
                 print(
-                    f"  mq   --workers {workers:>4} ({_workers(workers, count):2d} processes): "
-                    f"{wall:6.1f} s wall, CPU {cpu / count:.3f} s per cloud, peak RSS "
+                    f"  mq   {_workers(workers, count):2d} processes x {concurrent:>2} rounds at "
+                    f"once: {wall:6.1f} s wall, CPU {cpu / count:.3f} s per cloud, peak RSS "
                     f"{mb:6.0f} MB  [{tail}]"
                 )
-            first = ns.workers.split(",")[0]
+            first = ns.mq.split(",")[0]
             ratios = ", ".join(
-                f"{w}: wall {mq[w][0] / mq[first][0]:.2f}x, RSS {mq[w][2] / mq[first][2]:.2f}x"
-                for w in mq
-                if w != first
+                f"{c}: wall {mq[c][0] / mq[first][0]:.2f}x, RSS {mq[c][2] / mq[first][2]:.2f}x"
+                for c in mq
+                if c != first
             )
             if ratios:
-                print(f"  mq   against --workers {first}: {ratios}")
+                print(f"  mq   against {first}: {ratios}")
             if ns.no_boots:
                 continue
             workers = _workers("auto", count)

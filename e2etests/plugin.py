@@ -114,8 +114,8 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         type=whole_number(1),
         default=8,
         metavar="N",
-        help="lifecycle checks in flight at once per process, each on its own cloud "
-        "(default: 8; 1 runs them one after another)",
+        help="checks in flight at once per process (a boot, or a cloud's MQ round), each on "
+        "its own cloud (default: 8; 1 runs them one after another)",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -259,3 +260,42 @@ def test_a_port_already_taken_fails_in_one_line_and_leaves_nothing_running(
         ["pgrep", "-f", str(tmp_path)], capture_output=True, text=True, check=False
     )
     assert leftovers.stdout == ""
+
+
+def test_down_leaves_no_service_agent_namespace_or_dnsmasq_behind(minicloud: Minicloud) -> None:
+    # The DHCP agent runs with DHCP off on every subnet, so it never makes a namespace or a
+    # dnsmasq; this proves it, and that `down` ends every process the cloud started.
+    netns_before = _netns()
+    minicloud.run("down")
+    try:
+        home = str(minicloud.home)
+        assert [p for p in _running() if home in p] == []
+        services = re.compile(r"neutron-|dnsmasq|nova-|rabbitmq|beam\.smp|mariadbd|mysqld")
+        assert [p for p in _running() if services.search(p)] == []
+        assert _netns() == netns_before  # none of its own (qdhcp-...) made or left
+        assert not [n for n in _netns() if n.startswith(("qdhcp-", "qrouter-"))]
+    finally:
+        minicloud.run("up")
+
+
+def _running() -> list[str]:
+    """Every live process's command line; a zombie (dead, not yet reaped) runs nothing."""
+    listed = subprocess.run(
+        ["ps", "-eo", "stat=,args="], capture_output=True, text=True, check=True
+    ).stdout
+    running = []
+    for line in listed.splitlines():
+        stat, _, args = line.strip().partition(" ")
+        if stat and not stat.startswith("Z"):
+            running.append(args)
+    return running
+
+
+def _netns() -> list[str]:
+    try:
+        listed = subprocess.run(
+            ["ip", "netns", "list"], capture_output=True, text=True, check=False
+        ).stdout
+    except FileNotFoundError:
+        return []  # no iproute2: nothing could have made one either
+    return sorted(line.split()[0] for line in listed.splitlines() if line.strip())
