@@ -339,6 +339,15 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
+def _pss_kib(pid: int) -> int:
+    """Proportional set size: shared pages split among their sharers, so a tree's sum is its
+    real footprint (RSS would count a forked sweep's pages, shared with its server, twice)."""
+    for line in pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
 def _tree(pid: int) -> list[int]:
     """``pid`` and its descendants (the ping server, a sweep in flight)."""
     found, todo = [], [pid]
@@ -382,7 +391,7 @@ def memory(ns: argparse.Namespace) -> None:
                 (
                     time.monotonic() - started,
                     _rss_kib(watch.proc.pid),
-                    sum(_rss_kib(p) for p in tree if pathlib.Path(f"/proc/{p}").exists()),
+                    sum(_pss_kib(p) for p in tree if pathlib.Path(f"/proc/{p}").exists()),
                 )
             )
         unmeasured = watch.said("COULD NOT MEASURE")
@@ -397,7 +406,7 @@ def memory(ns: argparse.Namespace) -> None:
     )
     print(
         f"  watcher RSS {first[1] / 1024:.1f} MB -> {last[1] / 1024:.1f} MB "
-        f"({(last[1] - first[1]) / 1024:+.1f} MB); with its ping server "
+        f"({(last[1] - first[1]) / 1024:+.1f} MB); with its ping server (PSS summed) "
         f"{first[2] / 1024:.1f} -> {last[2] / 1024:.1f} MB, peak {peak / 1024:.1f} MB "
         "(target <= 200 MB, <= 10 MB growth over 1000 rounds)"
     )

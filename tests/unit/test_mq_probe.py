@@ -39,6 +39,8 @@ class StandIn(JSONHandler):
     skew: ClassVar[float] = 0.0
     #: Every path asked for, in order.
     asked: ClassVar[list[str]] = []
+    #: Path -> the answers to its next GETs, one each, before ``routes`` answers again.
+    answers: ClassVar[dict[str, list[Any]]] = {}
 
     def do_GET(self) -> None:
         path = self.path.split("?")[0].rstrip("/") or "/"
@@ -62,6 +64,8 @@ class StandIn(JSONHandler):
         elif path == "/":
             links = [{"rel": "self", "href": f"{self.base}/v2.0/"}]
             body = {"versions": [{"id": "v2.0", "status": "CURRENT", "links": links}]}
+        elif self.answers.get(path):
+            body = self.answers[path].pop(0)
         elif path in self.routes:
             body = self.routes[path]
         else:
@@ -104,6 +108,7 @@ def standin() -> Iterator[str]:
     StandIn.failing = {}
     StandIn.skew = 0.0
     StandIn.asked = []
+    StandIn.answers = {}
     with serving(StandIn) as base:
         StandIn.base = base
         yield base
@@ -542,3 +547,45 @@ def test_the_broker_settings_are_checked_once_while_readings_are_shared(
     mq.preflight_broker()
     assert StandIn.asked.count("/api/whoami") == 1
     assert StandIn.asked.count("/api/vhosts") == 1  # one vhost, named twice
+
+
+def _queues(unacked: int, acked: int) -> list[dict[str, Any]]:
+    stats = {"ack": acked}
+    return [
+        {"name": "conductor", "consumers": 1, "message_stats": stats},
+        {"name": "conductor.ctl", "consumers": 1, "message_stats": stats},
+        {"name": "compute.cmp1", "consumers": 1, "messages_unacknowledged": unacked,
+         "message_stats": stats},
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("third", "light"),
+    [((0, 40), Status.GREEN), ((1, 41), Status.GREEN), ((1, 40), Status.RED)],
+    ids=["taken-since", "acked-since", "still-held"],
+)
+def test_one_unacked_message_over_a_short_span_is_confirmed_by_a_later_read(
+    standin: str, tmp_path: pathlib.Path, third: tuple[int, int], light: Status
+) -> None:
+    # Seen with 200 clouds pinging one compute: a message in flight at the second read, its
+    # ack not yet in the broker's statistics, was called a wedged nova-compute.
+    clocks = Clocks()
+    mq = probe(standin, tmp_path, clocks, window_open=False)
+    mq.sample_gap = 3.0
+    StandIn.answers["/api/queues/%2F"] = [_queues(0, 40), _queues(1, 40), _queues(*third)]
+    verdict = mq.consumers()
+    assert StandIn.asked.count("/api/queues/%2F") == 3
+    assert clocks.slept == 6.0  # the third read once the span covers the statistics' interval
+    assert verdict.status is light
+    if light is Status.RED:
+        assert verdict.culprit is not None
+        assert "grew 0 -> 1 in 6 s with no ack: nova-compute on cmp1 is wedged" in verdict.culprit
+
+
+def test_a_steady_queue_is_read_twice_only(standin: str, tmp_path: pathlib.Path) -> None:
+    clocks = Clocks()
+    mq = probe(standin, tmp_path, clocks, window_open=False)
+    mq.sample_gap = 3.0
+    StandIn.answers["/api/queues/%2F"] = [_queues(0, 40), _queues(0, 40)]
+    assert mq.consumers().status is Status.GREEN
+    assert StandIn.asked.count("/api/queues/%2F") == 2
