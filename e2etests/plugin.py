@@ -112,10 +112,10 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
         "--concurrent-boots",
         dest="e2e_concurrent_boots",
         type=whole_number(1),
-        default=8,
+        default=32,
         metavar="N",
         help="checks in flight at once per process (a boot, or a cloud's MQ round), each on "
-        "its own cloud (default: 8; 1 runs them one after another)",
+        "its own cloud (default: 32; 1 runs them one after another)",
     )
 
 

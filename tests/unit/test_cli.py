@@ -140,8 +140,10 @@ def test_unreadable_clouds_yaml_is_a_usage_error(
     ("requested", "clouds", "pytest_args", "workers"),
     [
         (0, 1, [], 0),  # one cloud: no xdist at all
-        (0, 2, [], 2),
-        (0, 200, [], cli.MAX_WORKERS),
+        (0, 2, [], 0),  # one process runs their checks side by side
+        (0, 200, [], 0),
+        (0, cli.CLOUDS_PER_PROCESS + 1, [], 2),
+        (0, 100 * cli.CLOUDS_PER_PROCESS, [], cli.MAX_WORKERS),
         (4, 200, [], 4),
         (8, 3, [], 3),  # never more workers than clouds
         (0, 5, ["-n", "2"], 0),  # the caller's -n wins
@@ -174,7 +176,7 @@ def test_after_drain_pytest_command_line(tmp_path: Path) -> None:
     joined = " ".join(args)
     assert "--clouds a,b" in joined
     assert "--drained-at 2026-01-02T03:04:05+00:00" in joined
-    assert "-n 2 --dist loadgroup" in joined
+    assert "-n" not in args  # two clouds: one process runs their checks side by side
     assert "--run-id r1" in joined
     assert f"--junitxml {tmp_path / 'junit.xml'}" in joined
     assert args[-2:] == ["-k", "lifecycle"]
