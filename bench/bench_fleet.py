@@ -31,7 +31,6 @@ import pathlib
 import resource
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -180,58 +179,59 @@ def main() -> None:
     if not source:
         sys.exit("set OS_CLIENT_CONFIG_FILE to the test cloud's clouds.yaml")
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    with tempfile.TemporaryDirectory() as tmp:
-        work = pathlib.Path(tmp)
-        for count in (int(c) for c in ns.clouds.split(",")):
-            env = {
-                **os.environ,
-                "OS_CLIENT_CONFIG_FILE": str(_copies(pathlib.Path(source), count, work)),
-            }
-            print(f"{count} clouds")
-            mq: dict[str, tuple[float, float, float, str]] = {}
-            for combo in ns.mq.split(","):
-                workers, concurrent = combo.split("x")
-                cmd = _run(
-                    env, work / "r", workers, "-k", "mq and not canary",
-                    "--concurrent-boots", concurrent,
-                )  # fmt: skip
-                mq[combo] = _timed(cmd, env, work / "r")
-                wall, cpu, mb, tail = mq[combo]
-                print(
-                    f"  mq   {_workers(workers, count):2d} processes x {concurrent:>2} rounds at "
-                    f"once: {wall:6.1f} s wall, CPU {cpu / count:.3f} s per cloud, peak memory "
-                    f"{mb:6.0f} MB  [{tail}]"
-                )
-            first = ns.mq.split(",")[0]
-            ratios = ", ".join(
-                f"{c}: wall {mq[c][0] / mq[first][0]:.2f}x, RSS {mq[c][2] / mq[first][2]:.2f}x"
-                for c in mq
-                if c != first
+    # Kept, so a failed check can be looked at: reports/bench/fleet/r/summary.json.
+    work = ROOT / "reports" / "bench" / "fleet"
+    work.mkdir(parents=True, exist_ok=True)
+    for count in (int(c) for c in ns.clouds.split(",")):
+        env = {
+            **os.environ,
+            "OS_CLIENT_CONFIG_FILE": str(_copies(pathlib.Path(source), count, work)),
+        }
+        print(f"{count} clouds")
+        mq: dict[str, tuple[float, float, float, str]] = {}
+        for combo in ns.mq.split(","):
+            workers, concurrent = combo.split("x")
+            cmd = _run(
+                env, work / "r", workers, "-k", "mq and not canary",
+                "--concurrent-boots", concurrent,
+            )  # fmt: skip
+            mq[combo] = _timed(cmd, env, work / "r")
+            wall, cpu, mb, tail = mq[combo]
+            print(
+                f"  mq   {_workers(workers, count):2d} processes x {concurrent:>2} rounds at "
+                f"once: {wall:6.1f} s wall, CPU {cpu / count:.3f} s per cloud, peak memory "
+                f"{mb:6.0f} MB  [{tail}]"
             )
-            if ratios:
-                print(f"  mq   against {first}: {ratios}")
-            if ns.no_boots:
-                continue
-            for combo in ns.run.split(","):
-                workers, concurrent = combo.split("x")
-                processes = _workers(workers, count)
-                cmd = _run(env, work / "r", workers, "--concurrent-boots", concurrent)
-                run = _timed(cmd, env, work / "r")
-                at_once = min(count, processes * int(concurrent))
-                bare = _timed([sys.executable, __file__, "--floor", str(at_once)], env, None)
-                print(
-                    f"  run  {processes:2d} processes x {concurrent:>2} at once: {run[0]:6.1f} s "
-                    f"wall, CPU {run[1] / count:.3f} s per cloud, peak memory {run[2]:.0f} MB  "
-                    f"[{run[3]}]"
-                )
-                print(
-                    f"  floor, {count} boots {at_once} at a time: {bare[0]:6.1f} s wall, "
-                    f"CPU {bare[1] / count:.3f} s per cloud, peak memory {bare[2]:.0f} MB"
-                )
-                print(
-                    f"  run/floor: wall {run[0] / bare[0]:.2f}x (target <= 1.2 at 200 clouds; "
-                    "CPU <= 0.1 s per cloud; peak memory <= 600 MB)"
-                )
+        first = ns.mq.split(",")[0]
+        ratios = ", ".join(
+            f"{c}: wall {mq[c][0] / mq[first][0]:.2f}x, RSS {mq[c][2] / mq[first][2]:.2f}x"
+            for c in mq
+            if c != first
+        )
+        if ratios:
+            print(f"  mq   against {first}: {ratios}")
+        if ns.no_boots:
+            continue
+        for combo in ns.run.split(","):
+            workers, concurrent = combo.split("x")
+            processes = _workers(workers, count)
+            cmd = _run(env, work / "r", workers, "--concurrent-boots", concurrent)
+            run = _timed(cmd, env, work / "r")
+            at_once = min(count, processes * int(concurrent))
+            bare = _timed([sys.executable, __file__, "--floor", str(at_once)], env, None)
+            print(
+                f"  run  {processes:2d} processes x {concurrent:>2} at once: {run[0]:6.1f} s "
+                f"wall, CPU {run[1] / count:.3f} s per cloud, peak memory {run[2]:.0f} MB  "
+                f"[{run[3]}]"
+            )
+            print(
+                f"  floor, {count} boots {at_once} at a time: {bare[0]:6.1f} s wall, "
+                f"CPU {bare[1] / count:.3f} s per cloud, peak memory {bare[2]:.0f} MB"
+            )
+            print(
+                f"  run/floor: wall {run[0] / bare[0]:.2f}x (target <= 1.2 at 200 clouds; "
+                "CPU <= 0.1 s per cloud; peak memory <= 600 MB)"
+            )
 
 
 if __name__ == "__main__":
