@@ -342,7 +342,11 @@ def _rss_kib(pid: int) -> int:
 def _pss_kib(pid: int) -> int:
     """Proportional set size: shared pages split among their sharers, so a tree's sum is its
     real footprint (RSS would count a forked sweep's pages, shared with its server, twice)."""
-    for line in pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+    try:
+        text = pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0  # gone since it was listed (a sweep ends in milliseconds)
+    for line in text.splitlines():
         if line.startswith("Pss:"):
             return int(line.split()[1])
     return 0
@@ -391,7 +395,7 @@ def memory(ns: argparse.Namespace) -> None:
                 (
                     time.monotonic() - started,
                     _rss_kib(watch.proc.pid),
-                    sum(_pss_kib(p) for p in tree if pathlib.Path(f"/proc/{p}").exists()),
+                    sum(_pss_kib(p) for p in tree),
                 )
             )
         unmeasured = watch.said("COULD NOT MEASURE")
