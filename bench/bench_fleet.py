@@ -34,23 +34,12 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_watch import _pss_kib, _tree  # noqa: E402  (one RSS reader for the benches)
-
-
-def _copies(source: pathlib.Path, count: int, out: pathlib.Path) -> pathlib.Path:
-    import yaml
-
-    data = yaml.safe_load(source.read_text())
-    names = sorted(data["clouds"])
-    data["clouds"] = {f"fleet-{i:03d}": data["clouds"][names[i % len(names)]] for i in range(count)}
-    path = out / f"clouds-{count}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
+from bench.bench_lifecycle import boot_and_delete  # noqa: E402  (one bare boot for the floors)
+from bench.bench_watch import _copies, _pss_kib, _tree  # noqa: E402
 
 
 class Peak:
@@ -121,18 +110,6 @@ def _run(env: dict[str, str], report: pathlib.Path, workers: str, *pytest_args: 
 # -- the floor ----------------------------------------------------------------------------
 
 
-def _bare_boot(conn: Any, ids: tuple[str, str, str], name: str) -> None:
-    flavor, image, network = ids
-    server = conn.compute.create_server(
-        name=name, flavor_id=flavor, image_id=image, networks=[{"uuid": network}]
-    )
-    try:
-        conn.compute.wait_for_server(server, interval=1, wait=300)
-    finally:
-        conn.compute.delete_server(server)
-        conn.compute.wait_for_delete(server, interval=1, wait=120)
-
-
 def floor(concurrency: int) -> None:
     """Every fleet entry's boot, ``concurrency`` at a time, each entry its own connection."""
     import warnings
@@ -153,7 +130,8 @@ def floor(concurrency: int) -> None:
         )
         jobs.append((conn, ids, f"bench-floor-{os.getpid()}-{i}"))
     with ThreadPoolExecutor(concurrency) as pool:
-        for future in [pool.submit(_bare_boot, *job) for job in jobs]:
+        boots = [pool.submit(boot_and_delete, *job, active=300, gone=120) for job in jobs]
+        for future in boots:
             future.result()
 
 

@@ -82,17 +82,23 @@ def _bare_lifecycle(conn: Any, settings: dict[str, str], name: str) -> None:
     flavor = conn.compute.find_flavor(settings["flavor"], ignore_missing=False)
     image = conn.image.find_image(settings["image"], ignore_missing=False)
     network = conn.network.find_network(settings["network"], ignore_missing=False)
+    boot_and_delete(conn, (flavor.id, image.id, network.id), name)
+
+
+def boot_and_delete(
+    conn: Any, ids: tuple[str, str, str], name: str, *, active: float = 120, gone: float = 60
+) -> None:
+    """Create a server from (flavor, image, network) ids, wait for ACTIVE, delete, wait for
+    it to be gone: the SDK's own waiters, polling every second."""
+    flavor, image, network = ids
     server = conn.compute.create_server(
-        name=name,
-        flavor_id=flavor.id,
-        image_id=image.id,
-        networks=[{"uuid": network.id}],
+        name=name, flavor_id=flavor, image_id=image, networks=[{"uuid": network}]
     )
     try:
-        conn.compute.wait_for_server(server, interval=1, wait=120)
+        conn.compute.wait_for_server(server, interval=1, wait=active)
     finally:
         conn.compute.delete_server(server)
-        conn.compute.wait_for_delete(server, interval=1, wait=60)
+        conn.compute.wait_for_delete(server, interval=1, wait=gone)
 
 
 def bare(cloud: str) -> None:

@@ -364,14 +364,16 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
-def _copies(source: str, count: int, out: pathlib.Path) -> pathlib.Path:
+def _copies(source: pathlib.Path, count: int, out: pathlib.Path) -> pathlib.Path:
+    """A clouds.yaml of ``count`` entries, ``fleet-000``.., each a copy of one of ``source``'s
+    clouds in turn; the rest of ``source`` is kept."""
     import yaml
 
-    clouds = yaml.safe_load(pathlib.Path(source).read_text())["clouds"]
-    names = sorted(clouds)
-    fleet = {f"fleet-{i:03d}": clouds[names[i % len(names)]] for i in range(count)}
+    data = yaml.safe_load(source.read_text())
+    names = sorted(data["clouds"])
+    data["clouds"] = {f"fleet-{i:03d}": data["clouds"][names[i % len(names)]] for i in range(count)}
     path = out / f"clouds-{count}.yaml"
-    path.write_text(yaml.safe_dump({"clouds": fleet}))
+    path.write_text(yaml.safe_dump(data))
     return path
 
 
@@ -380,7 +382,7 @@ def memory(ns: argparse.Namespace) -> None:
     if not source:
         raise SystemExit("set OS_CLIENT_CONFIG_FILE to the test cloud's clouds.yaml")
     out = pathlib.Path(ns.out)
-    fleet = _copies(source, ns.copies, out)
+    fleet = _copies(pathlib.Path(source), ns.copies, out)
     os.environ["OS_CLIENT_CONFIG_FILE"] = str(fleet)
     log = out / f"watch-memory-{ns.copies}.log"
     samples: list[tuple[float, int, int]] = []  # (seconds, watcher KiB, tree KiB)

@@ -55,15 +55,15 @@ def in_turn(
     """The outcome of each of ``checks`` on ``cloud``, one after another, without a drain:
     nothing to wait out, so nothing to gain side by side, and each check is judged in full
     whatever another found. Once ``stop`` is set, no further check begins."""
+    stop = stop or threading.Event()  # never set: nothing stops the run's checks
     sleep = probe.sleep
-    if stop is not None:
-        probe.sleep = stoppable(stop, f"{cloud.id}: the run is stopping")
+    probe.sleep = stoppable(stop, f"{cloud.id}: the run is stopping")
     outcomes: dict[str, CheckOutcome] = {}
     try:
         for name, observe in OBSERVATIONS.items():
-            if name in checks and not (stop is not None and stop.is_set()):
+            if name in checks and not stop.is_set():
                 outcomes[name] = observe(probe)
-        if CANARY in checks and not (stop is not None and stop.is_set()):
+        if CANARY in checks and not stop.is_set():
             outcomes[CANARY] = check_canary(
                 cloud, probe, name=canary_name, run_id=run_id, stop=stop
             )

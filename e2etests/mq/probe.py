@@ -382,10 +382,9 @@ class MQProbe:
             observed = [
                 QueueObs(o.queue, (*o.samples, c)) for o, c in zip(observed, third, strict=True)
             ]
-            second = third
         with self._lock:
             self._last_samples.update(
-                ((q.vhost, q.name), s) for q, s in zip(queues, second, strict=True)
+                ((o.queue.vhost, o.queue.name), o.samples[-1]) for o in observed
             )
         return observed
 
