@@ -15,11 +15,20 @@ always heals what it broke:
 
 ``--series N`` adds N healthy drains in a row, alternating broker restarts (0-10 s outage)
 with a stop/start of each nova service, and counts the reds (target: 0).
+
+Also printed: the HTTP requests of each after-drain run (every request of the process,
+Keystone's and the management API's included; counted in the process by loading this file
+as a pytest plugin), and how long healthy services take to have every queue consumed again
+after a broker restart and after a service restart, the figures ``mq.reconnect`` rests on.
+``--only`` picks scenarios: bare, reconnect, healthy, incident, wedged, series.
 """
 
 from __future__ import annotations
 
 import argparse
+import atexit
+import datetime as dt
+import itertools
 import json
 import os
 import statistics
@@ -27,14 +36,49 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import openstack
+import requests.adapters
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 HOME = Path(os.environ.get("MINICLOUD_HOME", Path.home() / ".cache/e2etests-minicloud"))
 CLOUDS = HOME / "clouds.yaml"
+COUNT_FILE_ENV = "E2E_BENCH_COUNT_FILE"
+SCENARIOS = ("bare", "reconnect", "healthy", "incident", "wedged", "series")
+
+
+# -- inside the measured run, loaded with ``-p bench.bench_after_drain`` ---------------------
+
+
+def pytest_configure(config: Any) -> None:
+    """Count every HTTP request of the run's process; write the total at exit."""
+    path = os.environ.get(COUNT_FILE_ENV)
+    if not path:
+        return
+    calls = itertools.count()  # next() is atomic under the GIL; += from threads is not
+    sdk, stdlib = requests.adapters.HTTPAdapter.send, urllib.request.OpenerDirector.open
+
+    def send(self: requests.adapters.HTTPAdapter, *args: Any, **kwargs: Any) -> Any:
+        next(calls)
+        return sdk(self, *args, **kwargs)
+
+    def open_(self: urllib.request.OpenerDirector, *args: Any, **kwargs: Any) -> Any:
+        next(calls)
+        return stdlib(self, *args, **kwargs)
+
+    requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
+    urllib.request.OpenerDirector.open = open_  # type: ignore[method-assign]
+    atexit.register(lambda: Path(path).write_text(str(next(calls))))
+
+
+# -- the bench -------------------------------------------------------------------------------
+
+#: HTTP requests of each after-drain run measured, with how many clouds it checked.
+REQUESTS: list[tuple[int, int]] = []
 
 
 def minicloud(*args: str) -> None:
@@ -53,12 +97,15 @@ def utc_now() -> str:
 def after_drain(clouds_yaml: Path, drained_at: str) -> tuple[int, float, str]:
     """Exit status, wall seconds and the summary's culprits of one after-drain run."""
     with tempfile.TemporaryDirectory() as reports:
+        counted = Path(reports) / "requests"
         env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml)}
+        env[COUNT_FILE_ENV] = str(counted)
         env.pop("OS_CLOUD", None)
         started = time.monotonic()
         argv = [sys.executable, "-m", "e2etests", "after-drain", "--node", "bench-node"]
+        plugin = ["--", "-p", "bench.bench_after_drain"]
         proc = subprocess.run(
-            [*argv, "--drained-at", drained_at, "--report-dir", reports],
+            [*argv, "--drained-at", drained_at, "--report-dir", reports, *plugin],
             capture_output=True,
             text=True,
             timeout=900,
@@ -72,6 +119,7 @@ def after_drain(clouds_yaml: Path, drained_at: str) -> tuple[int, float, str]:
             culprits = "; ".join(
                 f"{name}: {c['culprit']}" for name, c in doc["clouds"].items() if c["culprit"]
             )
+            REQUESTS.append((int(counted.read_text()), len(doc["clouds"])))
         except (OSError, ValueError, KeyError):
             culprits = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "?"
     return proc.returncode, seconds, culprits
@@ -141,41 +189,120 @@ def bare_boot(cloud: str) -> float:
     return time.monotonic() - started
 
 
+def make_probe(cloud: str) -> Any:
+    """The harness's own MQ probe of ``cloud``, without a drain: each look judged at once."""
+    sys.path.insert(0, str(ROOT))
+    from e2etests import config as e2e_config
+    from e2etests.mq.probe import MQProbe
+
+    target = e2e_config.load_targets([cloud], config_files=[str(CLOUDS)])[0]
+    assert target.settings.mq is not None, f"{cloud} has no e2etests.mq block"
+    conn = e2e_config.connect(target)
+    return MQProbe(target.id, target.settings.mq, lambda: conn)
+
+
+def consumed_after(probe: Any, started: float, *, fresh_after: dt.datetime | None) -> float:
+    """Seconds from ``started`` until every queue has a consumer and no service is down, as
+    the canary's wait reads it; with ``fresh_after``, also until every service reported
+    after it, as the heartbeat check reads it."""
+    from e2etests.mq.verdict import Status, Window, reporting
+
+    deadline = started + 180
+    while time.monotonic() < deadline:
+        services = probe.services()
+        fresh = fresh_after is None or len(
+            reporting(services, Window(fresh_after, "the restart", 1))
+        ) == sum(s.enabled for s in services)
+        if probe.bootable().status is Status.GREEN and fresh:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise SystemExit("the test cloud did not recover within 180 s")
+
+
+def reconnects(cloud: str, repeat: int) -> None:
+    """How long healthy services take to be consumed again, and to report again."""
+    probe = make_probe(cloud)
+    rows: dict[str, list[tuple[float, float]]] = {}
+    for i in range(repeat):
+        outage = (3, 0, 10)[i % 3]
+        minicloud("fault", "broker-restart", "--outage", str(outage))
+        back, stamp = time.monotonic(), dt.datetime.now(dt.UTC)
+        queues = consumed_after(probe, back, fresh_after=None)
+        reported = consumed_after(probe, back, fresh_after=stamp)
+        rows.setdefault(f"broker restart, {outage} s outage", []).append((queues, reported))
+        for service in ("nova-compute", "nova-conductor", "nova-scheduler"):
+            if i % 3:
+                continue
+            minicloud("fault", "stop", service)
+            minicloud("fault", "start", service)
+            started, stamp = time.monotonic(), dt.datetime.now(dt.UTC)
+            queues = consumed_after(probe, started, fresh_after=None)
+            reported = consumed_after(probe, started, fresh_after=stamp)
+            rows.setdefault(f"{service} restarted", []).append((queues, reported))
+    print("reconnect of healthy services (s from the broker or the service back):")
+    for label, runs in rows.items():
+        queues = max(q for q, _ in runs)
+        reported = max(r for _, r in runs)
+        print(
+            f"  {label:<34} every queue consumed within {queues:5.1f} s, every service "
+            f"reported within {reported:5.1f} s (worst of {len(runs)})"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--grace", type=float, default=None, help="mq.grace for the incident")
     parser.add_argument("--series", type=int, default=0, help="healthy drains in a row")
+    parser.add_argument(
+        "--only",
+        default=",".join(s for s in SCENARIOS if s != "series"),
+        help=f"comma-separated scenarios of {', '.join(SCENARIOS)} (series also with --series)",
+    )
     args = parser.parse_args()
+    only = set(args.only.split(","))
+    if not only <= set(SCENARIOS):
+        parser.error(f"--only: unknown scenario(s) {', '.join(sorted(only - set(SCENARIOS)))}")
+    if args.series:
+        only.add("series")
     os.environ["OS_CLIENT_CONFIG_FILE"] = str(CLOUDS)
     clouds = list(yaml.safe_load(CLOUDS.read_text())["clouds"])
     grace = args.grace if args.grace is not None else 70.0
     minicloud("wait-healthy")
 
-    bare = [bare_boot(clouds[0]) for _ in range(args.repeat)]
-    print(f"{'bare openstacksdk boot+delete, healthy':<46} median {statistics.median(bare):6.1f} s")
+    if "bare" in only:
+        bare = [bare_boot(clouds[0]) for _ in range(args.repeat)]
+        label = "bare openstacksdk boot+delete, healthy"
+        print(f"{label:<46} median {statistics.median(bare):6.1f} s")
 
-    runs = [healthy_drain(CLOUDS, 3) for _ in range(args.repeat)]
-    show("healthy drain (broker restart, 3 s outage)", runs, 10, 0)
+    if "reconnect" in only:
+        reconnects(clouds[0], args.repeat)
 
-    moved = [
-        incident(with_grace(args.grace), "nova-compute", "broker-moved") for _ in range(args.repeat)
-    ]
-    show(
-        f"nova-compute broker-moved (grace {grace:g} s)",
-        [(c, s) for c, s, _ in moved],
-        grace + 10,
-        1,
-    )
-    named = sum("compute." in culprit for _, _, culprit in moved)
-    print(f"{'':<46} compute.<host> named in {named}/{len(moved)}: {moved[-1][2][:160]}")
+    if "healthy" in only:
+        runs = [healthy_drain(CLOUDS, 3) for _ in range(args.repeat)]
+        show("healthy drain (broker restart, 3 s outage)", runs, 10, 0)
 
-    for service in ("nova-conductor", "nova-compute"):
-        wedged = [incident(CLOUDS, service, "wedged") for _ in range(args.repeat)]
-        show(f"{service} wedged", [(c, s) for c, s, _ in wedged], 20, 1)
-        print(f"{'':<46} {wedged[-1][2][:160]}")
+    if "incident" in only:
+        moved = [
+            incident(with_grace(args.grace), "nova-compute", "broker-moved")
+            for _ in range(args.repeat)
+        ]
+        show(
+            f"nova-compute broker-moved (grace {grace:g} s)",
+            [(c, s) for c, s, _ in moved],
+            grace + 10,
+            1,
+        )
+        named = sum("compute." in culprit for _, _, culprit in moved)
+        print(f"{'':<46} compute.<host> named in {named}/{len(moved)}: {moved[-1][2][:160]}")
 
-    if args.series:
+    if "wedged" in only:
+        for service in ("nova-conductor", "nova-compute"):
+            wedged = [incident(CLOUDS, service, "wedged") for _ in range(args.repeat)]
+            show(f"{service} wedged", [(c, s) for c, s, _ in wedged], 20, 1)
+            print(f"{'':<46} {wedged[-1][2][:160]}")
+
+    if "series" in only and args.series:
         reds = 0
         for i in range(args.series):
             if i % 2 == 0:
@@ -190,6 +317,13 @@ def main() -> int:
                     print(f"  false red after restarting {service}: {culprits}")
             reds += code != 0
         print(f"{'healthy drains in a row':<46} {args.series} runs, {reds} red (target: 0)")
+    if REQUESTS:
+        per_cloud = [n / clouds for n, clouds in REQUESTS]
+        print(
+            f"{'HTTP requests per after-drain run and cloud':<46} median "
+            f"{statistics.median(per_cloud):6.1f}, from {min(per_cloud):.1f} to "
+            f"{max(per_cloud):.1f} over {len(REQUESTS)} runs"
+        )
     return 0
 
 

@@ -131,9 +131,11 @@ def check_canary(
 ) -> CheckOutcome:
     """A server boots within the canary deadline; if not, the other checks say why.
 
-    The boot waits until the services are back (within the grace window): a boot sent while
-    the broker is down loses its build message, and one sent while nova-compute is still
-    reported down fails with NoValidHost, both for the drain's sake, not the cloud's.
+    After a drain the boot waits, within the grace window, until every queue has a consumer
+    and no service is reported down: a build message sent to a queue not yet redeclared is
+    lost, and a compute reported down makes the boot fail with NoValidHost, both for the
+    drain's sake, not the cloud's. It boots then, beside the other checks, not after them;
+    its deadline runs to the later of ``canary_deadline`` and the window's close.
     """
     started = time.monotonic()
     waited = _observed(CANARY, probe, [probe.wait_recovered, lambda: Verdict(CANARY, Light.GREEN)])
@@ -146,7 +148,9 @@ def check_canary(
 def _boot_canary(
     cloud: Cloud, probe: MQProbe, *, name: str, run_id: str, stop: threading.Event | None
 ) -> CheckOutcome:
-    deadline = probe.settings.canary_deadline
+    # A boot sent inside the window may wait for a compute still reconnecting: its build
+    # message is taken when the compute is back, so the boot has until the window closes.
+    deadline = max(probe.settings.canary_deadline, probe.left_in_window())
     settings = dataclasses.replace(cloud.settings, boot_timeout=deadline)
 
     def diagnose(lifecycle: Lifecycle, failure: CheckFailed) -> tuple[str, tuple[str, ...]]:

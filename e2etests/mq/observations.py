@@ -31,7 +31,12 @@ class ServiceObs:
 
     @property
     def label(self) -> str:
-        return f"{self.binary} on {self.host}"
+        return service_label(self.binary, self.host)
+
+
+def service_label(binary: str, host: str) -> str:
+    """How a service is named in every line: ``nova-compute on cmp-7``."""
+    return f"{binary} on {host}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +90,7 @@ class PingObs:
 
     @property
     def label(self) -> str:
-        return f"{self.binary} on {self.host}"
+        return service_label(self.binary, self.host)
 
 
 @dataclasses.dataclass(frozen=True)

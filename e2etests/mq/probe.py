@@ -42,6 +42,10 @@ from e2etests.waiting import Deadline, poll
 
 T = TypeVar("T")
 
+#: Seconds one reading (the service list, the broker's start) serves the checks of a round
+#: that run together: they look within a second of each other, and a re-observation while
+#: recovering comes ``MQProbe.interval`` (2 s) later, so it always reads afresh.
+ROUND_SHARE = 1.0
 #: Seconds a reading of the cloud's clock serves when readings are shared (``share_for``).
 CLOCK_EVERY = 300.0
 
@@ -119,6 +123,8 @@ class MQProbe:
     _first_reports: dict[str, dt.datetime | None] = dataclasses.field(
         default_factory=dict, repr=False
     )
+    #: Each service whose RPC ping was answered, by label: when that sweep started.
+    _answers: dict[str, dt.datetime] = dataclasses.field(default_factory=dict, repr=False)
     #: Per ``<topic>.<host>``: observations in a row where the server missed its ping while
     #: its queue had a consumer (see :meth:`pings`).
     _deaf: dict[str, int] = dataclasses.field(default_factory=dict, repr=False)
@@ -260,8 +266,11 @@ class MQProbe:
                 f"cannot list nova services: {_one_line(exc)}", transient=_is_transient(exc)
             ) from None
 
-    def _observe(self, check: str, look: Callable[[Window], Verdict]) -> Verdict:
-        """One observation, remembered; a read that failed transiently WAITs within the window.
+    def _observe(
+        self, check: str, look: Callable[[Window], Verdict], *, keep: bool = True
+    ) -> Verdict:
+        """One observation, remembered (unless not ``keep``); a read that failed transiently
+        WAITs within the window.
 
         Otherwise a failure is a CheckError saying that ``check`` could not run.
         """
@@ -272,7 +281,7 @@ class MQProbe:
             if not (exc.transient and window.is_open(self.now())):
                 raise self._cannot_run(check, exc) from None
             verdict = self._unavailable(check, self._bare(exc), window, self.now())
-        return self.remember(verdict)
+        return self.remember(verdict) if keep else verdict
 
     def _bare(self, exc: CheckError) -> str:
         return str(exc).removeprefix(f"{self.cloud_id}: ")
@@ -296,17 +305,42 @@ class MQProbe:
 
         def look(window: Window) -> Verdict:
             services = self.services()
-            # A clock drifts by seconds a day: read once in CLOCK_EVERY when readings are shared.
-            offset = self._reading(
-                "clock",
-                lambda: read_clock_offset(self.connect(), self.now, self._policy()),
-                max_age=CLOCK_EVERY if self.share_for > 0 else 0.0,
-            )
             return judge.judge_heartbeats(
-                services, window, self.now(), clock_offset=offset, seen=self._seen(services)
+                services,
+                window,
+                self.now(),
+                clock_offset=self._clock_offset(),
+                seen=self._seen(services),
+                answered=self._answered_since(window),
             )
 
         return self._observe("mq.heartbeats", look)
+
+    def _clock_offset(self) -> float | None:
+        """The cloud's clock minus the harness's, in seconds."""
+        # A clock drifts by seconds a day: read once in CLOCK_EVERY when readings are shared.
+        return self._reading(
+            "clock",
+            lambda: read_clock_offset(self.connect(), self.now, self._policy()),
+            max_age=CLOCK_EVERY if self.share_for > 0 else 0.0,
+        )
+
+    def _answered_since(self, window: Window) -> frozenset[str]:
+        """The services whose RPC ping was answered after the window's disturbance."""
+        anchor = window.anchor
+        with self._lock:
+            return frozenset(
+                label for label, at in self._answers.items() if anchor is None or at > anchor
+            )
+
+    def _running(self, services: Sequence[ServiceObs], window: Window) -> frozenset[str]:
+        """The services that reported after the window's disturbance (see ``judge.reporting``);
+        none to tell when there is no disturbance."""
+        if window.anchor is None:
+            return frozenset()
+        return judge.reporting(
+            services, window, clock_offset=self._clock_offset(), seen=self._seen(services)
+        )
 
     def _broker(self, call: Callable[[], T]) -> T:
         """A management API read; its failure as a CheckError naming the setting at fault."""
@@ -399,16 +433,41 @@ class MQProbe:
         fit = [s for s in kept if s is not None and self.sample_gap <= now - s.at <= self.carry_for]
         return fit if len(fit) == len(queues) else None
 
-    def consumers(self) -> Verdict:
-        """One observation of the consumer check (two samples, ``sample_gap`` apart)."""
+    def _queues(self) -> tuple[list[ServiceObs], tuple[ExpectedQueue, ...]]:
+        """The services, and the queues they must consume."""
         rabbit = self.settings.rabbitmq
         assert rabbit is not None
+        services = self.services()
+        return services, judge.expected_queues(services, rabbit.vhost, rabbit.neutron_vhost)
+
+    def consumers(self) -> Verdict:
+        """One observation of the consumer check (two samples, ``sample_gap`` apart)."""
 
         def look(window: Window) -> Verdict:
-            queues = judge.expected_queues(self.services(), rabbit.vhost, rabbit.neutron_vhost)
-            return judge.judge_consumers(self._sample(queues), window, self.now())
+            services, queues = self._queues()
+            observed = self._sample(queues)
+            return judge.judge_consumers(
+                observed,
+                window,
+                self.now(),
+                reconnect=self.settings.reconnect,
+                running=self._running(services, window),
+            )
 
         return self._observe("mq.consumers", look)
+
+    def bootable(self) -> Verdict:
+        """Whether a boot sent now can be served (see ``judge.judge_bootable``): one service
+        listing and one queue read."""
+
+        def look(window: Window) -> Verdict:
+            services, queues = self._queues()
+            read = self._sample_once(queues)
+            observed = [QueueObs(q, (s,)) for q, s in zip(queues, read, strict=True)]
+            return judge.judge_bootable(services, observed, window, self.now())
+
+        # Not remembered: it is no check's verdict, and the checks report what it waited on.
+        return self._observe("mq.canary", look, keep=False)
 
     def ping_targets(self, services: Sequence[ServiceObs]) -> list[PingTarget]:
         """Every nova RPC server, and every Neutron agent with an RPC server of its own when
@@ -442,6 +501,7 @@ class MQProbe:
 
         def look(window: Window) -> Verdict:
             targets = self.ping_targets(self.services())
+            asked = self.now()
             try:
                 url = ref.reveal()
                 observed = (
@@ -458,6 +518,9 @@ class MQProbe:
                     misconfigured=not exc.transient,
                 ) from None
             now = self.now()
+            with self._lock:
+                # When the sweep started: an answer proves the server ran by then at least.
+                self._answers.update((p.label, asked) for p in observed if p.ok)
             wedged = self._wedged(observed) if window.is_open(now) else set()
             return judge.judge_pings(observed, window, now, wedged=wedged)
 
@@ -505,30 +568,47 @@ class MQProbe:
 
     # -- waiting and joining ------------------------------------------------------------------
 
-    def settled(self, observe: Callable[[], Verdict]) -> Verdict:
+    def settled(
+        self, observe: Callable[[], Verdict], *, keep: bool = True, every: float | None = None
+    ) -> Verdict:
         """Re-observe while recovering; bounded by the grace window plus one round.
 
         The bound is on the monotonic clock, and the retries of every read the
-        observations make stop before it; the final verdict is remembered.
+        observations make stop before it; the final verdict is remembered unless ``keep``
+        is false. ``every``: seconds between looks, ``interval`` by default.
         """
         limit = self.settings.grace + self.sample_gap + self.ping_timeout + 2 * self.interval
         deadline = Deadline.after(limit, self.monotonic)
         with self._serving(deadline):
             verdict = judge.settle(
-                observe, deadline=deadline, sleep=self.sleep, interval=self.interval, now=self.now
+                observe,
+                deadline=deadline,
+                sleep=self.sleep,
+                interval=self.interval if every is None else every,
+                now=self.now,
             )
-        return self.remember(verdict)
+        return self.remember(verdict) if keep else verdict
 
     def wait_recovered(self) -> None:
-        """While the grace window is open, wait (bounded) until the services are back.
+        """While the grace window is open, wait (bounded) until a boot can be served: every
+        service up and every queue consumed. Without a broker to read, until every service
+        has reported since the disturbance.
 
-        Verdicts are not kept: the checks of their own report them.
+        Nothing is kept: the checks of their own report what is wrong.
         """
         if not self.window().is_open(self.now()):
             return
-        self.settled(self.heartbeats)
-        if self.settings.rabbitmq is not None:
-            self.settled(self.consumers)
+        if self.settings.rabbitmq is None:
+            self.settled(self.heartbeats, keep=False)
+        else:
+            # Looked at twice as often as the checks look: the boot, the longest part of a
+            # green run, starts on it; a look is one service listing and one queue read.
+            self.settled(self.bootable, keep=False, every=self.interval / 2)
+
+    def left_in_window(self) -> float:
+        """Seconds until the grace window closes; 0 once it has or when there is none."""
+        closes = self.window().closes
+        return 0.0 if closes is None else max(0.0, (closes - self.now()).total_seconds())
 
     def all_checks(self) -> list[Verdict]:
         """One observation of every configured check, most specific first.

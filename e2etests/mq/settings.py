@@ -25,6 +25,13 @@ from e2etests.redact import add_secrets
 #: Nova's ``service_down_time`` (60 s) plus one ``report_interval`` (10 s): a
 #: service silent for longer than this after a disturbance is not recovering.
 DEFAULT_GRACE = 70.0
+#: How long after a disturbance a service that reports again may still lack its queue's
+#: consumer: oslo.messaging's rabbit driver sleeps at most ``rabbit_interval_max`` (30 s by
+#: default) between two reconnect attempts, and the broker's start is read from its node's
+#: uptime, which runs several seconds ahead of the broker taking connections; 15 s covers
+#: that boot, the connect and the redeclare. ``bench/bench_after_drain.py`` measures how
+#: long healthy services take on the test cloud.
+DEFAULT_RECONNECT = 45.0
 #: How long a canary server may sit in BUILD before the cloud is called broken.
 DEFAULT_CANARY_DEADLINE = 30.0
 #: Longest grace window and canary deadline: past an hour a drain hook is hung, not patient.
@@ -100,6 +107,8 @@ class MQSettings:
     transport_url: Secret | None
     grace: float = DEFAULT_GRACE
     canary_deadline: float = DEFAULT_CANARY_DEADLINE
+    #: The broker-level window (see ``DEFAULT_RECONNECT``); never longer than ``grace``.
+    reconnect: float = DEFAULT_RECONNECT
 
     @property
     def secrets(self) -> tuple[Secret, ...]:
@@ -110,7 +119,14 @@ class MQSettings:
 
 
 _TOP_KEYS = frozenset(
-    {"rabbitmq", "transport_url_file", "transport_url_env", "grace", "canary_deadline"}
+    {
+        "rabbitmq",
+        "transport_url_file",
+        "transport_url_env",
+        "grace",
+        "canary_deadline",
+        "reconnect",
+    }
 )
 _RABBIT_KEYS = frozenset(
     {"url", "vhost", "username", "password_file", "password_env", "verify", "neutron_vhost"}
@@ -209,12 +225,25 @@ def parse_mq_settings(raw: object, where: str) -> MQSettings | None:
         return None
     reject_unknown(block, _TOP_KEYS, where)
     rabbit = _rabbit(block["rabbitmq"], f"{where}.rabbitmq") if "rabbitmq" in block else None
+    grace = seconds(block, "grace", where, default=DEFAULT_GRACE, low=1, high=MAX_WAIT)
     return MQSettings(
         where=where,
         rabbitmq=rabbit,
         transport_url=_secret(block, "transport_url", where, required=False),
-        grace=seconds(block, "grace", where, default=DEFAULT_GRACE, low=1, high=MAX_WAIT),
+        grace=grace,
         canary_deadline=seconds(
             block, "canary_deadline", where, default=DEFAULT_CANARY_DEADLINE, low=1, high=MAX_WAIT
         ),
+        reconnect=_reconnect(block, where, grace),
     )
+
+
+def _reconnect(block: Mapping[str, object], where: str, grace: float) -> float:
+    """The broker-level window: inside the grace window. A cloud that shortens ``grace``
+    shortens the default with it; a ``reconnect`` written longer than ``grace`` is a mistake."""
+    if block.get("reconnect") is None:
+        return min(grace, DEFAULT_RECONNECT)
+    value = seconds(block, "reconnect", where, default=DEFAULT_RECONNECT, low=1, high=MAX_WAIT)
+    if value > grace:
+        raise ConfigError(f"{where}.reconnect: {value:g} s is longer than grace ({grace:g} s)")
+    return value

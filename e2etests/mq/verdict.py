@@ -21,6 +21,7 @@ from e2etests.mq.observations import (
     QueueObs,
     QueueSample,
     ServiceObs,
+    service_label,
 )
 from e2etests.mq.rpcping import NOT_PINGED
 from e2etests.timestamps import utc_iso
@@ -186,8 +187,16 @@ def judge_heartbeats(
     *,
     clock_offset: float | None = None,
     seen: Mapping[str, dt.datetime | None] | None = None,
+    answered: Collection[str] = (),
 ) -> Verdict:
-    """Every enabled service is up and, after a disturbance, has reported since.
+    """Every enabled service is up and, after a disturbance, has shown since that it runs:
+    it reported, or it answered its RPC ping (``answered``: labels of the services whose
+    ping was answered after the disturbance).
+
+    The ping is the stronger sign: conductor and scheduler report straight to the database,
+    so a report proves the process and not its broker connection; and a nova-compute whose
+    report lost its reply in a broker restart reports again only after its
+    ``rpc_response_timeout`` (60 s), while it already answers and builds.
 
     Reports carry the cloud's clock, the window the harness's. ``clock_offset``
     (cloud minus harness, seconds; see ``services.clock_offset``) moves the
@@ -199,16 +208,13 @@ def judge_heartbeats(
         (s for s in services if s.enabled),
         key=lambda s: (s.kind, upstream_first(s.binary), s.binary, s.host),
     )
-    anchor = window.anchor
-    if anchor is not None and clock_offset is not None:
-        anchor += dt.timedelta(seconds=clock_offset)
-    seen = seen or {}
+    fresh = reporting(enabled, window, clock_offset=clock_offset, seen=seen)
     problems: list[str] = []
     healthy: list[ServiceObs] = []
     if not any(s.kind == "nova" for s in enabled):
         problems.append("the compute API lists no enabled nova service")
     for svc in enabled:
-        if svc.up and reported_since(svc, anchor, seen):
+        if svc.up and (svc.label in fresh or svc.label in answered):
             healthy.append(svc)
         elif not svc.up:
             problems.append(f"{svc.label} is down ({_last(svc.last_report)})")
@@ -217,7 +223,11 @@ def judge_heartbeats(
                 f"{svc.label} has not reported since {window.event} ({_last(svc.last_report)})"
             )
     evidence = _healthy(
-        [f"{svc.label}: up, {_last(svc.last_report)}" for svc in healthy],
+        [
+            f"{svc.label}: up, {_last(svc.last_report)}"
+            + ("" if svc.label in fresh else f", answered its RPC ping since {window.event}")
+            for svc in healthy
+        ],
         [svc.label for svc in healthy],
         "services up and reporting",
         _oldest(healthy),
@@ -236,6 +246,26 @@ def _oldest(services: Sequence[ServiceObs]) -> str:
         return ""
     oldest = min(reported, key=lambda s: (s.last_report, s.label))
     return f"; the oldest {_last(oldest.last_report)} by {oldest.label}"
+
+
+def reporting(
+    services: Iterable[ServiceObs],
+    window: Window,
+    *,
+    clock_offset: float | None = None,
+    seen: Mapping[str, dt.datetime | None] | None = None,
+) -> frozenset[str]:
+    """The labels of the enabled services that reported after ``window``'s disturbance: the
+    processes that are running now, whatever their broker connections do.
+
+    ``clock_offset`` and ``seen`` as for :func:`judge_heartbeats`.
+    """
+    anchor = window.anchor
+    if anchor is not None and clock_offset is not None:
+        anchor += dt.timedelta(seconds=clock_offset)
+    return frozenset(
+        s.label for s in services if s.enabled and reported_since(s, anchor, seen or {})
+    )
 
 
 def reported_since(
@@ -360,11 +390,36 @@ def _queue_evidence(obs: QueueObs) -> str:
     return f"queue {obs.queue.name} ({obs.queue.owner}) consumers/ready/unacked: {readings}"
 
 
-def judge_consumers(queues: Sequence[QueueObs], window: Window, now: dt.datetime) -> Verdict:
-    """Every expected queue exists, has a consumer, and that consumer is taking messages."""
+def judge_consumers(
+    queues: Sequence[QueueObs],
+    window: Window,
+    now: dt.datetime,
+    *,
+    reconnect: float | None = None,
+    running: Collection[str] = (),
+) -> Verdict:
+    """Every expected queue exists, has a consumer, and that consumer is taking messages.
+
+    ``reconnect``: the broker-level window, seconds after the disturbance. A queue with no
+    consumer whose every owner is ``running`` (service labels, see :func:`reporting`) is red
+    once it is over: the process is up and reporting, and a healthy client has redeclared
+    its queue by then, however long its backoff. A service not reporting yet (a pod still
+    starting) waits the whole grace window.
+    """
     queues = sorted(queues, key=lambda q: (upstream_first(q.queue.binary), q.queue.name))
     found = [(q, queue_problem(q)) for q in queues]
-    problems = [p for _, p in found if p is not None]
+    past = _past(window, reconnect, now)
+    stuck = {
+        q.queue.name
+        for q, p in found
+        if p is not None and past is not None and _unconsumed(q) and _owners_in(q, running)
+    }
+    problems = [p for q, p in found if p is not None and q.queue.name not in stuck]
+    red = [
+        f"{p} {past}, although it reports"
+        for q, p in found
+        if p is not None and q.queue.name in stuck
+    ]
     if not queues:
         problems.append("no RPC queue to check: no enabled nova service has a known topic")
     healthy = [q for q, p in found if p is None]
@@ -380,7 +435,63 @@ def judge_consumers(queues: Sequence[QueueObs], window: Window, now: dt.datetime
                 ": each has a consumer taking its messages",
             )
         )
-    return _verdict("mq.consumers", problems, evidence, window, now)
+    return _verdict("mq.consumers", problems, evidence, window, now, red_now=red)
+
+
+COMPUTE = "nova-compute"
+
+
+def judge_bootable(
+    services: Sequence[ServiceObs], queues: Sequence[QueueObs], window: Window, now: dt.datetime
+) -> Verdict:
+    """Whether a boot sent now can be served: every enabled service up in its API, and every
+    expected queue with a consumer; of the computes, those that are up.
+
+    Not a check of its own: what the canary waits for after a drain. A build message sent to
+    a queue not yet redeclared is lost, and a compute reported down makes the boot fail with
+    NoValidHost, both for the drain's sake, not the cloud's. It does not wait for a report
+    since the drain (the heartbeat check does): a compute whose heartbeat lost its reply in
+    the broker restart reports again only after its ``rpc_response_timeout``, yet builds.
+    """
+    # One compute up is enough to place the boot: the scheduler passes over those that are
+    # down (the heartbeat check waits for them), so their queues cannot lose it either.
+    computes = [s for s in services if s.enabled and s.binary == COMPUTE]
+    passed_over = (
+        {s.host for s in computes if not s.up} if any(s.up for s in computes) else set[str]()
+    )
+    problems = [
+        f"{svc.label} is down ({_last(svc.last_report)})"
+        for svc in services
+        if svc.enabled and not svc.up and not (svc.binary == COMPUTE and svc.host in passed_over)
+    ]
+    problems += [
+        line
+        for q in queues
+        if _unconsumed(q)
+        and not (q.queue.binary == COMPUTE and set(q.queue.hosts) <= passed_over)
+        and (line := queue_problem(q))
+    ]
+    return _verdict("mq.canary", problems, (), window, now)
+
+
+def _past(window: Window, reconnect: float | None, now: dt.datetime) -> str | None:
+    """How long ago the disturbance was, once ``reconnect`` seconds have passed since while
+    the grace window is still open; else None (after the window everything is red anyway)."""
+    if reconnect is None or window.anchor is None or not window.is_open(now):
+        return None
+    since = (now - window.anchor).total_seconds()
+    if since < reconnect:
+        return None
+    return f"{since:.0f} s after {window.event}"
+
+
+def _unconsumed(obs: QueueObs) -> bool:
+    last = obs.samples[-1]
+    return not last.exists or last.consumers == 0
+
+
+def _owners_in(obs: QueueObs, running: Collection[str]) -> bool:
+    return all(service_label(obs.queue.binary, host) in running for host in obs.queue.hosts)
 
 
 def judge_pings(

@@ -36,7 +36,7 @@ from e2etests.config import CloudTarget
 from e2etests.errors import CouldNotRun
 from e2etests.lifecycle import run_prefix
 from e2etests.mq.pingserver import Pinger
-from e2etests.mq.probe import MQProbe
+from e2etests.mq.probe import ROUND_SHARE, MQProbe
 from e2etests.redact import redact_line
 from e2etests.waiting import stoppable
 
@@ -44,10 +44,6 @@ __all__ = ["CloudRunner"]
 
 #: Seconds the start-up sweep waits for each cloud's deletes.
 SWEEP_TIMEOUT = 60.0
-#: Seconds one reading (the service list, the broker's start) serves the checks of a round:
-#: the cheap checks run one after another in well under this, and a re-observation while
-#: recovering comes ``MQProbe.interval`` (2 s) later, so it always reads afresh.
-SHARE_FOR = 1.0
 #: A queue's sample serves as the next round's first one when at most this many intervals
 #: old: the round then reads the broker once instead of twice with a pause between.
 CARRY_INTERVALS = 2.5
@@ -86,7 +82,7 @@ class CloudRunner:
                 kept.drained_at, kept.probe_built = drained_at, True
                 if kept.probe is not None:
                     kept.probe.sleep = stoppable(stop, "the watcher is stopping")
-                    kept.probe.share_for = SHARE_FOR
+                    kept.probe.share_for = ROUND_SHARE
                     kept.probe.carry_for = CARRY_INTERVALS * self.interval
                     kept.probe.pinger = self._pinger
             probe = kept.probe

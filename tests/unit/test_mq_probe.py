@@ -21,7 +21,7 @@ import pytest
 from e2etests.mq.observations import CanaryObs
 from e2etests.mq.probe import CheckError, MQProbe
 from e2etests.mq.settings import MQSettings, RabbitSettings, Secret
-from e2etests.mq.verdict import Status, Verdict
+from e2etests.mq.verdict import Status, Verdict, stamp
 from tests.json_standin import JSONHandler, connect_to, nova_service, serving
 
 WHERE = "clouds.yaml: clouds.c.e2etests.mq"
@@ -589,3 +589,60 @@ def test_a_steady_queue_is_read_twice_only(standin: str, tmp_path: pathlib.Path)
     StandIn.answers["/api/queues/%2F"] = [_queues(0, 40), _queues(0, 40)]
     assert mq.consumers().status is Status.GREEN
     assert StandIn.asked.count("/api/queues/%2F") == 2
+
+
+# --- after a drain the canary boots once a boot can be served ---------------------------
+
+
+def test_the_canary_waits_for_every_queue_consumed_not_for_a_report_since_the_drain(
+    standin: str, tmp_path: pathlib.Path
+) -> None:
+    # Every service last reported before the drain (still up): the heartbeat check waits.
+    StandIn.routes = healthy_routes(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30))
+    healthy = StandIn.routes["/api/queues/%2F"]
+    StandIn.answers["/api/queues/%2F"] = [
+        [q for q in healthy if q["name"] != "compute.cmp1"],  # not redeclared yet
+        [{**q, "consumers": 0} if q["name"] == "compute.cmp1" else q for q in healthy],
+    ]
+    live = [c for c in StandIn.routes["/api/consumers/%2F"] if c["queue"]["name"] != "compute.cmp1"]
+    StandIn.answers["/api/consumers/%2F"] = [live, live]
+    clocks = Clocks()
+    mq = probe(standin, tmp_path, clocks, window_open=True)
+    mq.wait_recovered()
+    # Two looks found compute.cmp1 absent, then without its consumer; the third could boot.
+    assert clocks.slept == mq.interval  # two looks half an interval apart
+    assert mq.remembered() == []  # what the canary waited on is no check's verdict
+    assert mq.heartbeats().status is Status.WAIT
+
+
+def test_the_canary_has_until_the_window_closes(standin: str, tmp_path: pathlib.Path) -> None:
+    clocks = Clocks()
+    assert probe(standin, tmp_path, clocks, window_open=True).left_in_window() == 60.0
+    assert probe(standin, tmp_path, clocks, window_open=False).left_in_window() == 0.0
+
+
+def test_an_answered_ping_since_the_drain_shows_a_service_runs_as_a_report_does(
+    standin: str, tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from e2etests.mq import probe as probe_module
+    from e2etests.mq.observations import PingObs
+
+    # Both services last reported before the drain: a compute whose report lost its reply
+    # in the broker restart reports again only after its rpc_response_timeout.
+    StandIn.routes = healthy_routes(dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30))
+    answers = [PingObs("nova-compute", "cmp1", "compute", True, 0.1)]
+    monkeypatch.setattr(probe_module, "ping", lambda *a, **k: answers)
+    clocks = Clocks()
+    mq = probe(
+        standin, tmp_path, clocks, window_open=True, transport_url="rabbit://u:p@127.0.0.1:1/"
+    )
+    waiting = mq.heartbeats()
+    assert waiting.status is Status.WAIT
+    assert len(waiting.findings) == 2  # neither has reported since the drain
+    mq.pings()
+    after = mq.heartbeats()
+    assert [f.line.split(" (")[0] for f in after.findings] == [
+        "nova-conductor on ctl has not reported since the drain at "
+        + stamp(mq.drained_at or clocks.now())  # the ping answered for the compute only
+    ]
+    assert any("answered its RPC ping since the drain" in line for line in after.evidence)

@@ -11,6 +11,7 @@ from e2etests.errors import ConfigError
 from e2etests.mq.settings import (
     DEFAULT_CANARY_DEADLINE,
     DEFAULT_GRACE,
+    DEFAULT_RECONNECT,
     Secret,
     parse_mq_settings,
 )
@@ -67,6 +68,24 @@ def test_defaults_and_partial_blocks() -> None:
     assert only_deadline.grace == DEFAULT_GRACE
 
 
+def test_the_broker_window_stays_inside_the_grace_window() -> None:
+    default = parse_mq_settings({"grace": 70}, WHERE)
+    assert default is not None
+    assert default.reconnect == DEFAULT_RECONNECT < 70
+    # A cloud that shortens grace shortens the default broker window with it...
+    short = parse_mq_settings({"grace": 30}, WHERE)
+    assert short is not None
+    assert short.reconnect == 30.0
+    tuned = parse_mq_settings({"grace": 30, "reconnect": 12}, WHERE)
+    assert tuned is not None
+    assert tuned.reconnect == 12.0
+    # ...but one written longer than grace is a mistake, named in one line.
+    with pytest.raises(
+        ConfigError, match=r"^[^\n]*mq\.reconnect: 40 s is longer than grace \(30 s\)$"
+    ):
+        parse_mq_settings({"grace": 30, "reconnect": 40}, WHERE)
+
+
 def test_verify_false_and_ca_bundle(tmp_path: pathlib.Path) -> None:
     raw = _full(tmp_path)
     raw["rabbitmq"]["verify"] = False
@@ -109,6 +128,8 @@ def test_secrets_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"grace": float("inf")}, r"mq\.grace: expected a number of seconds .*, got inf$"),
         ({"canary_deadline": "30"}, r"mq\.canary_deadline: expected a number .*, got str$"),
         ({"canary_deadline": -1}, r"mq\.canary_deadline: expected a number .*, got -1$"),
+        ({"reconnect": float("nan")}, r"mq\.reconnect: expected a number of seconds .*, got nan$"),
+        ({"reconnect": 0}, r"mq\.reconnect: expected a number of seconds from 1 to 3600, got 0$"),
         ({"rabbitmq": None}, r"mq\.rabbitmq: expected a mapping"),
         ({"rabbitmq": {"username": "u", "password_env": "X"}}, r"mq\.rabbitmq\.url: required"),
         (

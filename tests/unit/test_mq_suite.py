@@ -62,8 +62,8 @@ def test_a_bad_mq_block_is_a_usage_error_and_nothing_is_checked(suite: pytest.Py
     [line] = [x for x in result.stderr.lines if x.strip()]
     assert line.startswith("ERROR: ")
     assert line.endswith("clouds.yaml: clouds.typo.e2etests.mq.graze: unknown key"
-                         " (known: canary_deadline, grace, rabbitmq, transport_url_env,"
-                         " transport_url_file)")  # fmt: skip
+                         " (known: canary_deadline, grace, rabbitmq, reconnect,"
+                         " transport_url_env, transport_url_file)")  # fmt: skip
     assert "hunter2-secret" not in result.stdout.str() + result.stderr.str()
 
 
@@ -77,7 +77,8 @@ def test_the_wrapper_refuses_a_bad_mq_block_before_running_anything(
     assert proc.ret == ExitStatus.USAGE_ERROR
     assert proc.stderr.lines == [
         f"e2etests: {suite.path / 'clouds.yaml'}: clouds.typo.e2etests.mq.graze: unknown key"
-        " (known: canary_deadline, grace, rabbitmq, transport_url_env, transport_url_file)"
+        " (known: canary_deadline, grace, rabbitmq, reconnect, transport_url_env,"
+        " transport_url_file)"
     ]
     assert "collected" not in proc.stdout.str()  # pytest never started
     assert not reports.exists()

@@ -22,10 +22,12 @@ from e2etests.mq.verdict import (
     Window,
     diagnose_canary,
     expected_queues,
+    judge_bootable,
     judge_consumers,
     judge_heartbeats,
     judge_pings,
     queue_problem,
+    reporting,
     settle,
     window_after,
 )
@@ -328,6 +330,114 @@ def test_missing_consumers_during_recovery_mean_wait_then_red() -> None:
         "queue conductor has 0 consumers and 0 messages waiting: nova-conductor on mc-ctl is "
         "not consuming"
     )
+
+
+def test_a_reporting_service_without_its_consumer_is_red_once_the_broker_window_is_over() -> None:
+    # The incident: nova-compute reports (on fresh connections) but never consumes again.
+    queues = healthy_queues()
+    queues[0] = qobs("compute.mc-compute1", "nova-compute", HOST, QueueSample(0, True, 0, 2))
+    running = reporting(fleet(), DRAIN)
+    assert "nova-compute on mc-compute1" in running
+
+    def judge(seconds: float, running: frozenset[str] = running) -> Verdict:
+        return judge_consumers(queues, DRAIN, at(seconds), reconnect=45.0, running=running)
+
+    assert judge(44.9).status is Status.WAIT  # a healthy client may still be in its backoff
+    red = judge(45.0)
+    assert red.status is Status.RED
+    assert red.culprit == (
+        "queue compute.mc-compute1 has 0 consumers and 2 messages waiting: nova-compute on "
+        "mc-compute1 is not consuming 45 s after the drain at 2025-01-31T12:00:00Z, "
+        "although it reports"
+    )
+    # A service that has not reported since (a pod still starting) gets the whole window.
+    assert judge(69.0, running=frozenset()).status is Status.WAIT
+    # Without the broker window, the grace window alone decides, as before.
+    assert judge_consumers(queues, DRAIN, at(69.0)).status is Status.WAIT
+
+
+def test_a_shared_queue_is_red_early_only_when_every_owner_reports() -> None:
+    empty = QueueObs(ExpectedQueue("conductor", "/", "nova-conductor", ("c1", "c2")), (
+        QueueSample(0, True, 0),
+    ))  # fmt: skip
+    one = frozenset({"nova-conductor on c1"})
+    both = one | {"nova-conductor on c2"}
+    assert judge_consumers([empty], DRAIN, at(50), reconnect=45, running=one).status is Status.WAIT
+    assert judge_consumers([empty], DRAIN, at(50), reconnect=45, running=both).status is Status.RED
+
+
+def test_a_ping_answered_since_the_drain_stands_for_a_report_but_not_for_up() -> None:
+    services = fleet(compute_last=-1.0)  # reported before the drain, still up
+    assert judge_heartbeats(services, DRAIN, at(20)).status is Status.WAIT
+    answered = {"nova-compute on mc-compute1"}
+    verdict = judge_heartbeats(services, DRAIN, at(20), answered=answered)
+    assert verdict.status is Status.GREEN
+    assert (
+        "nova-compute on mc-compute1: up, last report 2025-01-31T11:59:59Z, answered its RPC "
+        "ping since the drain at 2025-01-31T12:00:00Z" in verdict.evidence
+    )
+    # Nova calling it down is what the scheduler acts on: an answer does not undo that.
+    down = judge_heartbeats(fleet(compute_up=False), DRAIN, at(20), answered=answered)
+    assert down.status is Status.WAIT
+    assert "nova-compute on mc-compute1 is down" in down.findings[0].line
+
+
+def test_reporting_is_the_heartbeat_checks_own_rule() -> None:
+    services = [*fleet(compute_last=-1.0), svc("nova-compute", "cmp2", last=None)]
+    assert reporting(services, DRAIN) == {"nova-conductor on mc-ctl", "nova-scheduler on mc-ctl"}
+    fresh = judge_heartbeats(services, DRAIN, at(71))
+    named = " ".join(f.line for f in fresh.findings)
+    assert "nova-compute on mc-compute1 has not reported" in named
+    assert "nova-compute on cmp2" in named
+    assert "nova-conductor" not in named
+    # Without a disturbance, every enabled service that ever reported counts.
+    assert len(reporting(services, NO_DISTURBANCE)) == 3
+
+
+def test_a_boot_can_be_served_once_every_queue_is_consumed_and_no_service_is_down() -> None:
+    consumed = [
+        qobs(q.queue.name, q.queue.binary, q.queue.hosts[0], q.samples[-1])
+        for q in healthy_queues()
+    ]
+    # A report from before the drain does not hold the boot back: that is the heartbeats' job.
+    assert judge_bootable(fleet(compute_last=-1.0), consumed, DRAIN, at(5)).status is Status.GREEN
+    down = judge_bootable(fleet(compute_up=False), consumed, DRAIN, at(5))
+    assert down.status is Status.WAIT
+    assert [f.line.split(" (")[0] for f in down.findings] == ["nova-compute on mc-compute1 is down"]
+    absent = [
+        *consumed[1:],
+        qobs("compute.mc-compute1", "nova-compute", HOST, QueueSample(0, False)),
+    ]
+    waiting = judge_bootable(fleet(), absent, DRAIN, at(5))
+    assert waiting.status is Status.WAIT
+    assert "queue compute.mc-compute1 does not exist" in waiting.findings[0].line
+    # A queue that holds messages but has a consumer can take a build message: no wait.
+    busy = [
+        *consumed[1:],
+        qobs("compute.mc-compute1", "nova-compute", HOST, QueueSample(0, True, 1, 3)),
+    ]
+    assert judge_bootable(fleet(), busy, DRAIN, at(5)).status is Status.GREEN
+
+
+def test_a_boot_is_not_held_back_by_a_compute_the_scheduler_passes_over() -> None:
+    # mc-compute2's report lost its reply in the broker restart: down for a while, and its
+    # queue not consumed yet. The scheduler places the boot on mc-compute1.
+    second = svc("nova-compute", "cmp2", up=False)
+    consumed = [
+        qobs(q.queue.name, q.queue.binary, q.queue.hosts[0], q.samples[-1])
+        for q in healthy_queues()
+    ]
+    unconsumed = qobs("compute.cmp2", "nova-compute", "cmp2", QueueSample(0, True, 0))
+    services = [*fleet(), second]
+    assert judge_bootable(services, [*consumed, unconsumed], DRAIN, at(5)).status is Status.GREEN
+    # With no compute up, nothing can place it.
+    services = [*fleet(compute_up=False), second]
+    waiting = judge_bootable(services, [*consumed, unconsumed], DRAIN, at(5))
+    assert waiting.status is Status.WAIT
+    assert len(waiting.findings) == 3  # both computes down, and cmp2's queue
+    # A compute that is up with its queue gone would lose the build message: wait for it.
+    services = [*fleet(compute_up=False), svc("nova-compute", "cmp2")]
+    assert judge_bootable(services, [*consumed, unconsumed], DRAIN, at(5)).status is Status.WAIT
 
 
 def test_nothing_to_check_is_red() -> None:
