@@ -132,8 +132,8 @@ def check_canary(
     """A server boots within the canary deadline; if not, the other checks say why.
 
     After a drain the boot waits, within the grace window, until every queue has a consumer
-    and no service is reported down: a build message sent to a queue not yet redeclared is
-    lost, and a compute reported down makes the boot fail with NoValidHost, both for the
+    and a compute is up (see ``judge_bootable``): a build message sent to a queue not yet
+    redeclared is lost, and with no compute up the boot fails with NoValidHost, both for the
     drain's sake, not the cloud's. It boots then, beside the other checks, not after them;
     its deadline runs to the later of ``canary_deadline`` and the window's close.
     """
