@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import datetime as dt
-import itertools
 import json
 import os
 import statistics
@@ -36,15 +35,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import openstack
-import requests.adapters
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # for bench.* and e2etests when run as a script
 HOME = Path(os.environ.get("MINICLOUD_HOME", Path.home() / ".cache/e2etests-minicloud"))
 CLOUDS = HOME / "clouds.yaml"
 COUNT_FILE_ENV = "E2E_BENCH_COUNT_FILE"
@@ -59,20 +57,10 @@ def pytest_configure(config: Any) -> None:
     path = os.environ.get(COUNT_FILE_ENV)
     if not path:
         return
-    calls = itertools.count()  # next() is atomic under the GIL; += from threads is not
-    sdk, stdlib = requests.adapters.HTTPAdapter.send, urllib.request.OpenerDirector.open
+    from bench.bench_watch import Counted
 
-    def send(self: requests.adapters.HTTPAdapter, *args: Any, **kwargs: Any) -> Any:
-        next(calls)
-        return sdk(self, *args, **kwargs)
-
-    def open_(self: urllib.request.OpenerDirector, *args: Any, **kwargs: Any) -> Any:
-        next(calls)
-        return stdlib(self, *args, **kwargs)
-
-    requests.adapters.HTTPAdapter.send = send  # type: ignore[method-assign]
-    urllib.request.OpenerDirector.open = open_  # type: ignore[method-assign]
-    atexit.register(lambda: Path(path).write_text(str(next(calls))))
+    counted = Counted()
+    atexit.register(lambda: Path(path).write_text(str(counted.now())))
 
 
 # -- the bench -------------------------------------------------------------------------------
@@ -189,18 +177,6 @@ def bare_boot(cloud: str) -> float:
     return time.monotonic() - started
 
 
-def make_probe(cloud: str) -> Any:
-    """The harness's own MQ probe of ``cloud``, without a drain: each look judged at once."""
-    sys.path.insert(0, str(ROOT))
-    from e2etests import config as e2e_config
-    from e2etests.mq.probe import MQProbe
-
-    target = e2e_config.load_targets([cloud], config_files=[str(CLOUDS)])[0]
-    assert target.settings.mq is not None, f"{cloud} has no e2etests.mq block"
-    conn = e2e_config.connect(target)
-    return MQProbe(target.id, target.settings.mq, lambda: conn)
-
-
 def consumed_after(probe: Any, started: float, *, fresh_after: dt.datetime | None) -> float:
     """Seconds from ``started`` until every queue has a consumer and no service is down, as
     the canary's wait reads it; with ``fresh_after``, also until every service reported
@@ -221,6 +197,8 @@ def consumed_after(probe: Any, started: float, *, fresh_after: dt.datetime | Non
 
 def reconnects(cloud: str, repeat: int) -> None:
     """How long healthy services take to be consumed again, and to report again."""
+    from bench.bench_mq import make_probe  # the harness's own probe, without a drain
+
     probe = make_probe(cloud)
     rows: dict[str, list[tuple[float, float]]] = {}
     for i in range(repeat):
