@@ -1,8 +1,8 @@
 """The services' venvs: built by uv when it can be had, else by pip, from the same pins.
 
-uv resolves and installs the pinned requirement files in seconds where pip takes minutes.
-It is given pip's own index configuration, so both resolve the same versions on a machine
-whose pip is pointed at local mirrors.
+uv installs the lock files (``requirements-NAME.lock``: every dependency pinned) in seconds
+where pip takes minutes. It is given pip's own index configuration, so both fetch from the
+same place on a machine whose pip is pointed at local mirrors.
 """
 
 from __future__ import annotations

@@ -83,8 +83,14 @@ class Layout:
 
 
 def requirements(name: str) -> tuple[Path, str]:
-    """The pinned requirements of a venv and a digest that says when to rebuild it."""
-    path = HERE / f"requirements-{name}.txt"
+    """The locked requirements of a venv and a digest that says when to rebuild it.
+
+    ``requirements-NAME.txt`` pins the services; ``requirements-NAME.lock`` is its full
+    resolution (every dependency ``==``), so that a release made after the lock cannot change
+    what the venv holds: a new cryptography beside an old pyOpenSSL broke every service's
+    import on 2026-12-06. Regenerate the lock with the command at its top.
+    """
+    path = HERE / f"requirements-{name}.lock"
     digest = hashlib.sha256(path.read_bytes())
     if name == "neutron":
         for extra in sorted((HERE / "ml2").iterdir()):
