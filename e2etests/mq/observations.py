@@ -33,10 +33,24 @@ class ServiceObs:
     def label(self) -> str:
         return service_label(self.binary, self.host)
 
+    @property
+    def named(self) -> str:
+        return with_queue(self.label, self.topic, self.host)
+
 
 def service_label(binary: str, host: str) -> str:
     """How a service is named in every line: ``nova-compute on cmp-7``."""
     return f"{binary} on {host}"
+
+
+def with_queue(label: str, topic: str | None, host: str) -> str:
+    """A service as a culprit names it: with its own queue, where it has one, right after it.
+
+    The queue is what an operator looks up first, and which check turns red first after a
+    drain is a race; a one-screen summary clips a line at 100 characters, so the queue must
+    come before the details whichever check names the service.
+    """
+    return f"{label} (queue {topic}.{host})" if topic else label
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +105,10 @@ class PingObs:
     @property
     def label(self) -> str:
         return service_label(self.binary, self.host)
+
+    @property
+    def named(self) -> str:
+        return with_queue(self.label, self.topic, self.host)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -217,10 +217,10 @@ def judge_heartbeats(
         if svc.up and (svc.label in fresh or svc.label in answered):
             healthy.append(svc)
         elif not svc.up:
-            problems.append(f"{svc.label} is down ({_last(svc.last_report)})")
+            problems.append(f"{svc.named} is down ({_last(svc.last_report)})")
         else:
             problems.append(
-                f"{svc.label} has not reported since {window.event} ({_last(svc.last_report)})"
+                f"{svc.named} has not reported since {window.event} ({_last(svc.last_report)})"
             )
     evidence = _healthy(
         [
@@ -460,7 +460,7 @@ def judge_bootable(
         {s.host for s in computes if not s.up} if any(s.up for s in computes) else set[str]()
     )
     problems = [
-        f"{svc.label} is down ({_last(svc.last_report)})"
+        f"{svc.named} is down ({_last(svc.last_report)})"
         for svc in services
         if svc.enabled and not svc.up and not (svc.binary == COMPUTE and svc.host in passed_over)
     ]
@@ -511,22 +511,19 @@ def judge_pings(
     red: list[str] = []
     answered: list[PingObs] = []
     for ping in sorted(pings, key=lambda p: (upstream_first(p.binary), p.topic, p.host)):
-        # The queue named in every culprit: which check turns red first after a drain is a
-        # race, and the line an operator acts on must name the host's queue either way.
-        target = f"queue {ping.topic}.{ping.host}: topic {ping.topic}, server {ping.host}"
         if ping.ok:
             answered.append(ping)
             continue
         if ping.error and ping.error.startswith(NOT_PINGED):
             # Never called, so it missed no ping: not wedged, whatever its queue holds.
-            problems.append(f"{ping.label} ({target}) was {ping.error}")
+            problems.append(f"{ping.named} was {ping.error}")
             continue
         line = (
-            f"{ping.label} does not answer the RPC ping ({target}): "
+            f"{ping.named} does not answer the RPC ping: "
             f"{ping.error or 'no reply'} after {ping.seconds:.1f} s"
         )
         if f"{ping.topic}.{ping.host}" in wedged:
-            red.append(f"{line}; its queue {ping.topic}.{ping.host} has a consumer: wedged")
+            red.append(f"{line}; its queue has a consumer: wedged")
         else:
             problems.append(line)
     if not pings:

@@ -210,7 +210,7 @@ def test_one_deaf_host_is_red_even_when_the_canary_boots_on_a_healthy_one(
     assert f"compute.{healthy}" not in consumers.culprit
     ping = run["mq.rpc_ping"]
     assert ping.outcome == "failed"
-    assert f"nova-compute on {deaf} does not answer" in ping.culprit
+    assert f"nova-compute on {deaf} (queue compute.{deaf}) does not answer" in ping.culprit
 
 
 def test_compute_broker_moved_is_red_naming_its_queue_then_green_after_heal(
@@ -262,8 +262,9 @@ def test_wedged_conductor_is_red_naming_the_conductor(
     run = run_suite(minicloud, tmp_path, "-k", "rpc_ping")
     ping = run["mq.rpc_ping"]
     assert ping.outcome == "failed"
+    host = minicloud.compute_host
     assert ping.culprit.startswith(
-        f"nova-conductor on {minicloud.compute_host} does not answer the RPC ping"
+        f"nova-conductor on {host} (queue conductor.{host}) does not answer the RPC ping"
     )
     assert run.seconds < 60
     minicloud.fault("heal", "nova-conductor")
@@ -320,8 +321,7 @@ def test_wedged_dhcp_agent_is_red_at_once_naming_it_by_its_rpc_ping(
     ping = run["mq.rpc_ping"]
     assert ping.outcome == "failed"
     assert ping.culprit.startswith(
-        f"neutron-dhcp-agent on {host} does not answer the RPC ping "
-        f"(queue dhcp_agent.{host}: topic dhcp_agent"
+        f"neutron-dhcp-agent on {host} (queue dhcp_agent.{host}) does not answer the RPC ping"
     ), ping.culprit
     assert ping.culprit.endswith("wedged"), ping.culprit
     assert run.seconds < 60

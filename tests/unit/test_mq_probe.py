@@ -351,7 +351,9 @@ def test_heartbeats_survive_skew_between_the_cloud_and_the_harness(
     else:
         assert verdict.status is Status.RED
         assert verdict.culprit is not None
-        assert verdict.culprit.startswith("nova-compute on cmp1 has not reported since")
+        assert verdict.culprit.startswith(
+            "nova-compute on cmp1 (queue compute.cmp1) has not reported since"
+        )
 
 
 # --- the canary's diagnosis sees what the other checks found in this run ------------------
@@ -641,8 +643,8 @@ def test_an_answered_ping_since_the_drain_shows_a_service_runs_as_a_report_does(
     assert len(waiting.findings) == 2  # neither has reported since the drain
     mq.pings()
     after = mq.heartbeats()
-    assert [f.line.split(" (")[0] for f in after.findings] == [
-        "nova-conductor on ctl has not reported since the drain at "
+    assert [f.line.split(" (last")[0] for f in after.findings] == [
+        "nova-conductor on ctl (queue conductor.ctl) has not reported since the drain at "
         + stamp(mq.drained_at or clocks.now())  # the ping answered for the compute only
     ]
     assert any("answered its RPC ping since the drain" in line for line in after.evidence)

@@ -116,8 +116,8 @@ def test_every_service_must_report_after_the_drain() -> None:
     red = judge_heartbeats(services, DRAIN, at(70))
     assert red.status is Status.RED
     assert red.culprit == (
-        "nova-compute on mc-compute1 has not reported since the drain at "
-        "2025-01-31T12:00:00Z (last report 2025-01-31T11:59:57Z)"
+        "nova-compute on mc-compute1 (queue compute.mc-compute1) has not reported since the "
+        "drain at 2025-01-31T12:00:00Z (last report 2025-01-31T11:59:57Z)"
     )
 
 
@@ -129,8 +129,9 @@ def test_a_report_exactly_at_the_drain_does_not_count() -> None:
 def test_down_service_without_drain_is_red_at_once() -> None:
     verdict = judge_heartbeats(fleet(compute_up=False), NO_DISTURBANCE, at(1))
     assert verdict.status is Status.RED
-    assert (
-        verdict.culprit == "nova-compute on mc-compute1 is down (last report 2025-01-31T12:00:05Z)"
+    assert verdict.culprit == (
+        "nova-compute on mc-compute1 (queue compute.mc-compute1) is down "
+        "(last report 2025-01-31T12:00:05Z)"
     )
 
 
@@ -138,10 +139,13 @@ def test_never_reported_and_several_culprits() -> None:
     services = [*fleet(), svc("nova-compute", "c2", last=None, up=False)]
     services.append(svc("nova-compute", "c3", up=False))
     verdict = judge_heartbeats(services, NO_DISTURBANCE, at(1))
-    assert verdict.culprit == "nova-compute on c2 is down (never reported) (+1 more)"
+    assert (
+        verdict.culprit
+        == "nova-compute on c2 (queue compute.c2) is down (never reported) (+1 more)"
+    )
     # The culprit names the first; the report's evidence starts with the others.
     assert verdict.report_lines()[0] == (
-        "nova-compute on c3 is down (last report 2025-01-31T12:00:00Z)"
+        "nova-compute on c3 (queue compute.c3) is down (last report 2025-01-31T12:00:00Z)"
     )
     assert verdict.culprit not in verdict.report_lines()
 
@@ -379,7 +383,9 @@ def test_a_ping_answered_since_the_drain_stands_for_a_report_but_not_for_up() ->
     # Nova calling it down is what the scheduler acts on: an answer does not undo that.
     down = judge_heartbeats(fleet(compute_up=False), DRAIN, at(20), answered=answered)
     assert down.status is Status.WAIT
-    assert "nova-compute on mc-compute1 is down" in down.findings[0].line
+    assert (
+        "nova-compute on mc-compute1 (queue compute.mc-compute1) is down" in down.findings[0].line
+    )
 
 
 def test_reporting_is_the_heartbeat_checks_own_rule() -> None:
@@ -387,7 +393,7 @@ def test_reporting_is_the_heartbeat_checks_own_rule() -> None:
     assert reporting(services, DRAIN) == {"nova-conductor on mc-ctl", "nova-scheduler on mc-ctl"}
     fresh = judge_heartbeats(services, DRAIN, at(71))
     named = " ".join(f.line for f in fresh.findings)
-    assert "nova-compute on mc-compute1 has not reported" in named
+    assert "nova-compute on mc-compute1 (queue compute.mc-compute1) has not reported" in named
     assert "nova-compute on cmp2" in named
     assert "nova-conductor" not in named
     # Without a disturbance, every enabled service that ever reported counts.
@@ -403,7 +409,9 @@ def test_a_boot_can_be_served_once_every_queue_is_consumed_and_no_service_is_dow
     assert judge_bootable(fleet(compute_last=-1.0), consumed, DRAIN, at(5)).status is Status.GREEN
     down = judge_bootable(fleet(compute_up=False), consumed, DRAIN, at(5))
     assert down.status is Status.WAIT
-    assert [f.line.split(" (")[0] for f in down.findings] == ["nova-compute on mc-compute1 is down"]
+    assert [f.line.split(" (last")[0] for f in down.findings] == [
+        "nova-compute on mc-compute1 (queue compute.mc-compute1) is down"
+    ]
     absent = [
         *consumed[1:],
         qobs("compute.mc-compute1", "nova-compute", HOST, QueueSample(0, False)),
@@ -455,8 +463,7 @@ def test_pings() -> None:
     verdict = judge_pings(pings, NO_DISTURBANCE, at(0))
     assert verdict.status is Status.RED
     assert verdict.culprit == (
-        "nova-conductor on mc-ctl does not answer the RPC ping "
-        "(queue conductor.mc-ctl: topic conductor, server mc-ctl): "
+        "nova-conductor on mc-ctl (queue conductor.mc-ctl) does not answer the RPC ping: "
         "MessagingTimeout after 5.0 s"
     )
     assert "nova-compute on mc-compute1 answered the RPC ping in 0.02 s" in verdict.evidence
@@ -475,13 +482,12 @@ def test_a_server_that_holds_its_queue_and_does_not_answer_is_red_inside_the_win
     assert verdict.status is Status.RED
     assert verdict.wait_until is None
     assert verdict.culprit == (
-        "nova-conductor on mc-ctl does not answer the RPC ping "
-        "(queue conductor.mc-ctl: topic conductor, server mc-ctl): "
-        "MessagingTimeout after 5.0 s; its queue conductor.mc-ctl has a consumer: wedged"
+        "nova-conductor on mc-ctl (queue conductor.mc-ctl) does not answer the RPC ping: "
+        "MessagingTimeout after 5.0 s; its queue has a consumer: wedged"
     )
     waiting = [f for f in verdict.findings if f.status is Status.WAIT]
-    assert [f.line.split(" (")[0] for f in waiting] == [
-        "nova-compute on mc-compute1 does not answer the RPC ping"
+    assert [f.line.split(":")[0] for f in waiting] == [
+        "nova-compute on mc-compute1 (queue compute.mc-compute1) does not answer the RPC ping"
     ]
     # After the window every miss is red, the wedged one first.
     late = judge_pings(pings, DRAIN, at(100), wedged={f"conductor.{CTL}"})
@@ -524,7 +530,7 @@ def test_canary_prefers_red_over_waiting_causes_and_reports_faults() -> None:
     canary = CanaryObs("abc", "ERROR", None, 61.0, fault="MessagingTimeout")
     culprit, _ = diagnose_canary(canary, [waiting, red])
     assert culprit.startswith("server abc went to ERROR after 61 s (MessagingTimeout); ")
-    assert "nova-scheduler on mc-ctl does not answer" in culprit
+    assert "nova-scheduler on mc-ctl (queue scheduler.mc-ctl) does not answer" in culprit
     alone, _ = diagnose_canary(CanaryObs("abc", "BUILD", None, 30), [waiting])
     assert alone.startswith("server abc stuck in BUILD/no task for 30 s; nova-compute on")
     nothing, _ = diagnose_canary(CanaryObs("abc", "BUILD", None, 30), [])
@@ -638,7 +644,9 @@ def test_a_wedged_conductor_is_named_before_the_compute_it_drags_down() -> None:
     ]
     verdict = judge_pings(pings, NO_DISTURBANCE, at(0))
     assert verdict.culprit is not None
-    assert verdict.culprit.startswith("nova-conductor on mc-compute1 does not answer")
+    assert verdict.culprit.startswith(
+        "nova-conductor on mc-compute1 (queue conductor.mc-compute1) does not answer"
+    )
     assert verdict.culprit.endswith("(+1 more)")
 
 
@@ -649,7 +657,7 @@ def test_heartbeats_and_queues_name_upstream_services_first() -> None:
     ]
     culprit = judge_heartbeats(services, NO_DISTURBANCE, at(0)).culprit
     assert culprit is not None
-    assert culprit.startswith("nova-scheduler on mc-ctl is down")
+    assert culprit.startswith("nova-scheduler on mc-ctl (queue scheduler.mc-ctl) is down")
     empty = (QueueSample(0, True, 0), QueueSample(3, True, 0))
     queues = [
         qobs("compute.mc-compute1", "nova-compute", HOST, *empty),
@@ -684,7 +692,9 @@ def test_a_cloud_clock_ahead_of_the_harness_does_not_turn_a_dead_service_green()
     verdict = judge_heartbeats(services, DRAIN, at(75), clock_offset=30.0)
     assert verdict.status is Status.RED
     assert verdict.culprit is not None
-    assert verdict.culprit.startswith("nova-compute on mc-compute1 has not reported since")
+    assert verdict.culprit.startswith(
+        "nova-compute on mc-compute1 (queue compute.mc-compute1) has not reported since"
+    )
 
 
 def test_a_report_newer_than_one_seen_after_the_drain_is_fresh_whatever_the_clocks() -> None:
@@ -757,10 +767,51 @@ def test_a_fresh_red_wins_over_an_earlier_one_and_earlier_red_over_fresh_wait() 
     )
     canary = CanaryObs("abc", "BUILD", None, 30.0)
     culprit, _ = diagnose_canary(canary, [fresh_red], [earlier])
-    assert "nova-scheduler on mc-ctl does not answer" in culprit
+    assert "nova-scheduler on mc-ctl (queue scheduler.mc-ctl) does not answer" in culprit
     waiting = judge_heartbeats(fleet(compute_last=-1), DRAIN, at(10))
     culprit, _ = diagnose_canary(canary, [waiting], [earlier])
     assert culprit.endswith("(found earlier in this run by mq.consumers)")
     # An earlier verdict of a check that is red now is not repeated.
     _, evidence = diagnose_canary(canary, [earlier], [earlier])
     assert not any("earlier in this run" in line for line in evidence)
+
+
+# --- every culprit about a host's service names its queue where a summary keeps it ---------
+
+
+def test_whichever_check_is_red_first_the_summary_line_names_the_deaf_hosts_queue() -> None:
+    # After a drain the heartbeat, consumer and ping checks reach the end of the window
+    # together, and the first red stops the others: a CI run named the ping, whose queue stood
+    # past the 100 characters the one-screen summary keeps of a line.
+    from e2etests.errors import ExitStatus
+    from e2etests.results import CheckResult, CloudResult, RunResult, cloud_verdict
+    from e2etests.summary import render_text
+
+    late = at(100)
+    deaf = [
+        judge_heartbeats(fleet(compute_up=False), DRAIN, late),
+        judge_heartbeats(fleet(compute_last=-1.0), DRAIN, late),
+        judge_consumers(
+            [
+                *healthy_queues()[1:],
+                qobs("compute.mc-compute1", "nova-compute", HOST, QueueSample(2, True, 0)),
+            ],
+            DRAIN,
+            late,
+        ),
+        judge_pings(
+            [PingObs("nova-compute", HOST, "compute", False, 5.0, "MessagingTimeout")],
+            DRAIN,
+            late,
+        ),
+        judge_bootable(fleet(compute_up=False), healthy_queues(), DRAIN, late),
+    ]
+    for verdict in deaf:
+        assert verdict.status is Status.RED, verdict
+        assert verdict.culprit is not None
+        checks = (CheckResult("minicloud-a", verdict.check, "failed", culprit=verdict.culprit),)
+        clouds = (CloudResult("minicloud-a", cloud_verdict(checks), checks),)
+        run = RunResult(T0, 70.0, clouds, ExitStatus.CHECK_FAILED, node="worker-3", drained_at=T0)
+        text = render_text(run)
+        (line,) = [ln for ln in text.splitlines() if ln.startswith("  FAIL  minicloud-a")]
+        assert "compute.mc-compute1" in line, line
