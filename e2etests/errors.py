@@ -8,6 +8,7 @@ under the wrong key must not end up in a CI log.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from collections.abc import Collection, Mapping, Sequence
@@ -18,6 +19,7 @@ __all__ = [
     "CouldNotRun",
     "E2EError",
     "ExitStatus",
+    "ServerFault",
     "found",
     "mapping",
     "reject_unknown",
@@ -60,10 +62,27 @@ class CouldNotRun(E2EError):
     """A check could not look at the cloud: no verdict on it (unreachable, refused, missing)."""
 
 
+@dataclasses.dataclass(frozen=True)
+class ServerFault:
+    """Nova's fault of a server that went to ERROR: its code and its message, one line."""
+
+    code: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.message} (fault code {'?' if self.code is None else self.code})"
+
+    @property
+    def no_valid_host(self) -> bool:
+        """The scheduler found no host for it (``NoValidHost``, code 500 in Nova)."""
+        return self.message.startswith("No valid host")
+
+
 class CheckFailed(E2EError):
     """A check found a problem with the cloud: ``culprit`` one line, ``evidence`` a few more.
 
-    ``fault``: Nova's fault of the server, one line with its code, when it had one.
+    ``fault``: Nova's fault of the server, when it had one; ``request_ids``: the requests an
+    operator looks up in the services' logs (``global req-...``, ``create req-...``).
     """
 
     def __init__(
@@ -72,12 +91,14 @@ class CheckFailed(E2EError):
         evidence: Sequence[str] = (),
         *,
         misconfigured: bool = False,
-        fault: str | None = None,
+        fault: ServerFault | None = None,
+        request_ids: Sequence[str] = (),
     ) -> None:
         super().__init__(culprit, misconfigured=misconfigured)
         self.culprit = culprit
         self.evidence = list(evidence)
         self.fault = fault
+        self.request_ids = tuple(request_ids)
 
     def __str__(self) -> str:
         return "\n".join([self.culprit, *self.evidence])

@@ -48,7 +48,7 @@ from openstack.network.v2.network import Network
 
 from e2etests import retry, waiting
 from e2etests.config import CloudSettings
-from e2etests.errors import CheckFailed
+from e2etests.errors import CheckFailed, ServerFault
 from e2etests.redact import message
 from e2etests.waiting import Deadline
 
@@ -63,6 +63,7 @@ __all__ = [
     "counts_as_gone",
     "describe_server_failure",
     "run_prefix",
+    "server_fault",
     "server_name",
 ]
 
@@ -163,13 +164,10 @@ def describe_server_failure(
     compute_host: str | None,
 ) -> CheckFailed:
     """The few lines an operator needs when a server went ERROR or missed a deadline."""
-    fault_text = ""
-    if fault:
-        message = " ".join(str(fault.get("message") or "").split())
-        fault_text = f"{message} (fault code {fault.get('code', '?')})"
+    typed = server_fault(fault)
     culprit = f"{cloud}: server {server_id or '(id unknown)'} {what}"
-    if fault_text:
-        culprit += f": {fault_text}"
+    if typed:
+        culprit += f": {typed}"
     last = transitions[-1] if transitions else None
     evidence = [
         f"cloud {cloud}, server {server_id or '(id unknown)'}, "
@@ -178,12 +176,23 @@ def describe_server_failure(
         f"task_state {(last.task_state or '-') if last else '?'}",
         "transitions: " + (" -> ".join(str(t) for t in transitions) or "(none seen)"),
     ]
-    if fault_text:
-        evidence.append(f"fault: {fault_text}")
+    if typed:
+        evidence.append(f"fault: {typed}")
     ids = list(dict.fromkeys(request_ids))
     if ids:
         evidence.append("request ids: " + ", ".join(ids))
-    return CheckFailed(culprit, evidence, fault=fault_text or None)
+    return CheckFailed(culprit, evidence, fault=typed, request_ids=ids)
+
+
+def server_fault(fault: Mapping[str, Any] | None) -> ServerFault | None:
+    """The server's ``fault`` as the API returned it, typed; None when it has none."""
+    if not fault:
+        return None
+    code = fault.get("code")
+    return ServerFault(
+        code if isinstance(code, int) and not isinstance(code, bool) else None,
+        " ".join(str(fault.get("message") or "").split()),
+    )
 
 
 @dataclasses.dataclass
@@ -378,6 +387,7 @@ class Lifecycle:
             raise CheckFailed(
                 f"{self.cloud}: create of server {self.name} refused: {message(exc)}",
                 [f"request ids: {', '.join(ids)}"],
+                request_ids=ids,
             ) from None
         self.server_id = server.id
         return server
@@ -462,6 +472,7 @@ class Lifecycle:
                     *(f"warning: {w}" for w in self.warnings),
                     f"request ids: global {self.global_request_id}",
                 ],
+                request_ids=[f"global {self.global_request_id}"],
             )
 
     def _console_problems(self, server: Server) -> list[str]:

@@ -63,6 +63,8 @@ class FakeServer:
     gets: int = 0
     gets_deleted: int | None = None
     console_reads: int = 0
+    #: Status after BUILD, when not the stand-in's ``boot_result``.
+    result: str | None = None
 
     def visible(self) -> bool:
         return time.monotonic() >= self.visible_at
@@ -91,6 +93,8 @@ class ComputeStandIn:
         self.delete_polls = 1
         #: Status after BUILD: ``"ERROR"`` makes every boot fail with a fault.
         self.boot_result = "ACTIVE"
+        #: The next this many servers created go to ERROR (NoValidHost) whatever the above.
+        self.refused_boots = 0
         #: After a delete, keep the server as SOFT_DELETED (``reclaim_instance_interval``).
         self.soft_delete = False
         #: Console reads that answer empty output before the boot log appears.
@@ -131,6 +135,22 @@ class ComputeStandIn:
     def url(self) -> str:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
+
+    def cloud_entry(self) -> dict[str, Any]:
+        """A ``clouds.yaml`` entry for the stand-in, for code that loads its clouds itself.
+
+        Its password is one no test output holds otherwise: loading it registers it with the
+        redactor for the rest of the process.
+        """
+        auth = {
+            "auth_url": f"{self.url}/identity/v3",
+            "username": "demo",
+            "password": "pw-standin-7Qx",
+            "project_name": "demo",
+            "user_domain_name": "Default",
+            "project_domain_name": "Default",
+        }
+        return {"auth_type": "v3password", "region_name": "RegionOne", "auth": auth}
 
     def connect(self, api_timeout: float = 5.0) -> openstack.connection.Connection:
         """A real SDK connection to the stand-in, authenticated on first use."""
@@ -301,6 +321,9 @@ class ComputeStandIn:
             visible_at,
         )
         with self._lock:
+            if self.refused_boots > 0:
+                self.refused_boots -= 1
+                server.result = "ERROR"
             self.servers[server.id] = server
         return server
 
@@ -318,7 +341,7 @@ class ComputeStandIn:
         elif s.gets <= self.boot_polls:
             status, task = "BUILD", "spawning"
         else:
-            status, task = self.boot_result, None
+            status, task = s.result or self.boot_result, None
         active = status == "ACTIVE" or s.deleted
         fault = {"message": "No valid host was found.", "code": 500}
         return {

@@ -90,6 +90,8 @@ def boot(
         done,
         status=Status.FAILED,
         culprit=culprit,
+        fault=failure.fault,
+        request_ids=failure.request_ids,
         evidence=(*failure.evidence, *extra, *((f"cleanup failed: {leak}",) if leak else ())),
         misconfigured=failure.misconfigured,
     )

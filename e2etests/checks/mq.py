@@ -142,7 +142,53 @@ def check_canary(
     if waited.status is not Status.PASSED:
         return waited
     outcome = _boot_canary(cloud, probe, name=name, run_id=run_id, stop=stop)
+    if _refused_for_want_of_a_host(outcome, probe, stop):
+        outcome = _boot_again(cloud, probe, outcome, name=name, run_id=run_id, stop=stop)
     return dataclasses.replace(outcome, seconds=time.monotonic() - started)
+
+
+def _refused_for_want_of_a_host(
+    outcome: CheckOutcome, probe: MQProbe, stop: threading.Event | None
+) -> bool:
+    """A boot the scheduler refused (NoValidHost) inside the window, cleaned up, not stopped:
+    a compute still reconnecting was passed over, so the drain, not the cloud, refused it."""
+    return (
+        outcome.fault is not None
+        and outcome.fault.no_valid_host
+        and outcome.leak is None
+        and not (stop is not None and stop.is_set())
+        and probe.left_in_window() > 0
+    )
+
+
+def _boot_again(
+    cloud: Cloud,
+    probe: MQProbe,
+    refused: CheckOutcome,
+    *,
+    name: str,
+    run_id: str,
+    stop: threading.Event | None,
+) -> CheckOutcome:
+    """Once more, after every compute is up again, within the window: its outcome is the
+    canary's, with the refusal in its evidence; a window that closes first keeps the refusal."""
+
+    def ready() -> Verdict:
+        # None: the window closed meanwhile, and a refusal after it is the cloud's.
+        return probe.wait_recovered(every_compute=True) or Verdict(CANARY, Light.RED)
+
+    if _observed(CANARY, probe, [ready]).status is not Status.PASSED:
+        return refused
+    if probe.left_in_window() <= 0:
+        return refused
+    again = _boot_canary(cloud, probe, name=f"{name}-again", run_id=run_id, stop=stop)
+    note = f"a first boot was refused for want of a host ({refused.fault}); booted once more"
+    return dataclasses.replace(
+        again,
+        evidence=(note, *again.evidence),
+        servers=(*refused.servers, *again.servers),
+        request_ids=(*refused.request_ids, *again.request_ids),
+    )
 
 
 def _boot_canary(
@@ -164,7 +210,7 @@ def _boot_canary(
             status=last.status,
             task_state=last.task_state,
             waited=last.seconds if last.status == "ERROR" else deadline,
-            fault=failure.fault,
+            fault=str(failure.fault) if failure.fault else None,
         )
         return probe.diagnose(canary)
 

@@ -6,6 +6,8 @@ import dataclasses
 import enum
 from collections.abc import Mapping
 
+from e2etests.errors import ServerFault
+
 
 class Status(enum.Enum):
     PASSED = "passed"
@@ -39,6 +41,10 @@ class CheckOutcome:
     misconfigured: bool = False
     #: ids of the servers the check created (deleted unless ``leak``)
     servers: tuple[str, ...] = ()
+    #: Nova's fault of the server that went to ERROR, typed (code, message)
+    fault: ServerFault | None = None
+    #: the requests to look up in the services' logs when it failed (``global req-...``)
+    request_ids: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:

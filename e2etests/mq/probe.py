@@ -456,7 +456,7 @@ class MQProbe:
 
         return self._observe("mq.consumers", look)
 
-    def bootable(self) -> Verdict:
+    def bootable(self, *, every_compute: bool = False) -> Verdict:
         """Whether a boot sent now can be served (see ``judge.judge_bootable``): one service
         listing and one queue read."""
 
@@ -464,7 +464,9 @@ class MQProbe:
             services, queues = self._queues()
             read = self._sample_once(queues)
             observed = [QueueObs(q, (s,)) for q, s in zip(queues, read, strict=True)]
-            return judge.judge_bootable(services, observed, window, self.now())
+            return judge.judge_bootable(
+                services, observed, window, self.now(), every_compute=every_compute
+            )
 
         # Not remembered: it is no check's verdict, and the checks report what it waited on.
         return self._observe("mq.canary", look, keep=False)
@@ -589,21 +591,23 @@ class MQProbe:
             )
         return self.remember(verdict) if keep else verdict
 
-    def wait_recovered(self) -> None:
+    def wait_recovered(self, *, every_compute: bool = False) -> Verdict | None:
         """While the grace window is open, wait (bounded) until a boot can be served: every
         service up and every queue consumed. Without a broker to read, until every service
-        has reported since the disturbance.
+        has reported since the disturbance. The last look's verdict; None when no window was
+        open.
 
         Nothing is kept: the checks of their own report what is wrong.
         """
         if not self.window().is_open(self.now()):
-            return
+            return None
         if self.settings.rabbitmq is None:
-            self.settled(self.heartbeats, keep=False)
-        else:
-            # Looked at twice as often as the checks look: the boot, the longest part of a
-            # green run, starts on it; a look is one service listing and one queue read.
-            self.settled(self.bootable, keep=False, every=self.interval / 2)
+            return self.settled(self.heartbeats, keep=False)
+        # Looked at twice as often as the checks look: the boot, the longest part of a green
+        # run, starts on it; a look is one service listing and one queue read.
+        return self.settled(
+            lambda: self.bootable(every_compute=every_compute), keep=False, every=self.interval / 2
+        )
 
     def left_in_window(self) -> float:
         """Seconds until the grace window closes; 0 once it has or when there is none."""

@@ -442,10 +442,16 @@ COMPUTE = "nova-compute"
 
 
 def judge_bootable(
-    services: Sequence[ServiceObs], queues: Sequence[QueueObs], window: Window, now: dt.datetime
+    services: Sequence[ServiceObs],
+    queues: Sequence[QueueObs],
+    window: Window,
+    now: dt.datetime,
+    *,
+    every_compute: bool = False,
 ) -> Verdict:
     """Whether a boot sent now can be served: every enabled service up in its API, and every
-    expected queue with a consumer; of the computes, those that are up.
+    expected queue with a consumer; of the computes, those that are up (``every_compute``:
+    all of them, for a boot the scheduler already refused for want of a host).
 
     Not a check of its own: what the canary waits for after a drain. A build message sent to
     a queue not yet redeclared is lost, and a compute reported down makes the boot fail with
@@ -457,7 +463,9 @@ def judge_bootable(
     # down (the heartbeat check waits for them), so their queues cannot lose it either.
     computes = [s for s in services if s.enabled and s.binary == COMPUTE]
     passed_over = (
-        {s.host for s in computes if not s.up} if any(s.up for s in computes) else set[str]()
+        {s.host for s in computes if not s.up}
+        if any(s.up for s in computes) and not every_compute
+        else set[str]()
     )
     problems = [
         f"{svc.named} is down ({_last(svc.last_report)})"

@@ -18,6 +18,7 @@ from e2etests.cloud import Cloud
 from e2etests.mq.probe import MQProbe
 from e2etests.mq.verdict import Finding, Verdict
 from e2etests.mq.verdict import Status as Light
+from tests.compute_standin import ComputeStandIn
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -193,3 +194,21 @@ def test_once_one_check_is_red_the_round_does_not_wait_for_the_others(
     assert found["mq.rpc_ping"].status is Status.FAILED
     assert found["mq.consumers"].status is Status.SKIPPED
     assert found["mq.consumers"].culprit == "down: not waited for: mq.rpc_ping is red"
+
+
+def test_a_boot_that_went_error_carries_novas_fault_and_its_request_ids_typed(
+    tmp_path: pathlib.Path,
+) -> None:
+    with ComputeStandIn() as api:
+        api.boot_result = "ERROR"
+        block = {"flavor": "m1.tiny", "image": "cirros", "poll_interval": 0.1}
+        path = tmp_path / "clouds.yaml"
+        path.write_text(yaml.safe_dump({"clouds": {"s": {**api.cloud_entry(), "e2etests": block}}}))
+        [target] = e2e_config.load_targets(["s"], config_files=[str(path)])
+        outcome = check_lifecycle(Cloud(target), name="e2e-r1-s-lc", run_id="r1")
+        assert api.alive() == []
+    assert outcome.status is Status.FAILED
+    assert outcome.fault is not None
+    assert (outcome.fault.code, outcome.fault.no_valid_host) == (500, True)
+    assert outcome.request_ids[0].startswith("global req-")
+    assert any(i.startswith("create req-") for i in outcome.request_ids)

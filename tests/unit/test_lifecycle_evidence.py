@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from e2etests.errors import ServerFault
 from e2etests.lifecycle import CheckFailed, Transition, describe_server_failure, server_name
 
 TRANSITIONS = [
@@ -39,6 +40,10 @@ def test_error_failure_names_cloud_server_fault_and_history() -> None:
     ]
     assert str(failure).splitlines()[0] == failure.culprit
     assert "Traceback" not in str(failure)
+    # The same, typed, for a front end that acts on it instead of parsing the lines.
+    assert failure.fault == ServerFault(500, str(FAULT["message"]))
+    assert failure.fault.no_valid_host
+    assert failure.request_ids == ("req-global", "req-create")
 
 
 def test_deadline_failure_without_fault_shows_last_state_and_host() -> None:
@@ -72,6 +77,8 @@ def test_failure_before_any_poll_is_still_readable() -> None:
         compute_host=None,
     )
     assert failure.culprit == "c: server (id unknown) vanished: multi line (fault code ?)"
+    assert failure.fault == ServerFault(None, "multi line")
+    assert not failure.fault.no_valid_host
     assert "transitions: (none seen)" in failure.evidence
     assert "last status ?, task_state ?" in failure.evidence
 

@@ -17,11 +17,17 @@ from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
+import yaml
 
+from e2etests import config as e2e_config
+from e2etests.checks import Status as Outcome
+from e2etests.checks.mq import check_canary
+from e2etests.cloud import Cloud
 from e2etests.mq.observations import CanaryObs
 from e2etests.mq.probe import CheckError, MQProbe
 from e2etests.mq.settings import MQSettings, RabbitSettings, Secret
 from e2etests.mq.verdict import Status, Verdict, stamp
+from tests.compute_standin import ComputeStandIn
 from tests.json_standin import JSONHandler, connect_to, nova_service, serving
 
 WHERE = "clouds.yaml: clouds.c.e2etests.mq"
@@ -648,3 +654,77 @@ def test_an_answered_ping_since_the_drain_shows_a_service_runs_as_a_report_does(
         + stamp(mq.drained_at or clocks.now())  # the ping answered for the compute only
     ]
     assert any("answered its RPC ping since the drain" in line for line in after.evidence)
+
+
+# --- a boot refused for want of a host inside the window is booted once more -------------
+
+
+def two_computes(routes: dict[str, Any], *, cmp2_up: bool) -> dict[str, Any]:
+    """``routes`` with a second compute, cmp2, consuming its queue; up in Nova or not."""
+    reported = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2)
+    cmp2 = {**nova_service("nova-compute", "cmp2", reported), "state": "up" if cmp2_up else "down"}
+    routes = {
+        **routes,
+        "/v2.1/os-services": {"services": [*routes["/v2.1/os-services"]["services"], cmp2]},
+    }
+    routes["/api/consumers/%2F"] = [
+        *routes["/api/consumers/%2F"],
+        {"queue": {"name": "compute.cmp2"}},
+    ]
+    routes["/api/queues/%2F"] = [
+        *routes["/api/queues/%2F"],
+        {"name": "compute.cmp2", "consumers": 1},
+    ]
+    return routes
+
+
+def canary_cloud(api: ComputeStandIn, tmp_path: pathlib.Path) -> Cloud:
+    block = {"flavor": "m1.tiny", "image": "cirros", "poll_interval": 0.1}
+    path = tmp_path / "canary-clouds.yaml"
+    path.write_text(yaml.safe_dump({"clouds": {"s": {**api.cloud_entry(), "e2etests": block}}}))
+    [target] = e2e_config.load_targets(["s"], config_files=[str(path)])
+    return Cloud(target)
+
+
+@pytest.mark.parametrize("cmp2_back", [True, False])
+def test_a_boot_refused_for_want_of_a_host_in_the_window_boots_once_more_when_every_compute_is_up(
+    standin: str, tmp_path: pathlib.Path, cmp2_back: bool
+) -> None:
+    up, down = (two_computes(StandIn.routes, cmp2_up=u) for u in (True, False))
+    # cmp2 is down for the first 40 looks (about 20 s of the window), then up, or never.
+    StandIn.routes = up if cmp2_back else down
+    StandIn.answers = {"/v2.1/os-services": [down["/v2.1/os-services"]] * 40}
+    mq = probe(standin, tmp_path, Clocks(), window_open=True)
+    with ComputeStandIn() as api:
+        api.refused_boots = 1
+        outcome = check_canary(canary_cloud(api, tmp_path), mq, name="e2e-r1-s-canary", run_id="r1")
+        assert api.alive() == []
+        posts = api.count("POST", "/servers")
+    if cmp2_back:
+        # Once more, and only once every compute was seen up: every 'down' answer was read.
+        assert (outcome.status, posts) == (Outcome.PASSED, 2), outcome
+        assert StandIn.answers["/v2.1/os-services"] == []
+        assert outcome.evidence[0] == (
+            "a first boot was refused for want of a host (No valid host was found. "
+            "(fault code 500)); booted once more"
+        )
+        assert len(outcome.servers) == 2
+    else:
+        # The window closed with cmp2 still down: the refusal stands, the cloud's now.
+        assert (outcome.status, posts) == (Outcome.FAILED, 1), outcome
+        assert outcome.fault is not None
+        assert outcome.fault.no_valid_host
+
+
+def test_a_boot_refused_for_want_of_a_host_outside_any_window_is_not_booted_again(
+    standin: str, tmp_path: pathlib.Path
+) -> None:
+    mq = probe(standin, tmp_path, Clocks(), window_open=False)
+    with ComputeStandIn() as api:
+        api.refused_boots = 1
+        outcome = check_canary(canary_cloud(api, tmp_path), mq, name="e2e-r1-s-canary", run_id="r1")
+        assert api.alive() == []
+        assert api.count("POST", "/servers") == 1
+    assert outcome.status is Outcome.FAILED
+    assert outcome.fault is not None
+    assert outcome.fault.no_valid_host

@@ -438,6 +438,10 @@ def test_a_boot_is_not_held_back_by_a_compute_the_scheduler_passes_over() -> Non
     unconsumed = qobs("compute.cmp2", "nova-compute", "cmp2", QueueSample(0, True, 0))
     services = [*fleet(), second]
     assert judge_bootable(services, [*consumed, unconsumed], DRAIN, at(5)).status is Status.GREEN
+    # Once the scheduler refused a boot for want of a host, it waits for every compute.
+    again = judge_bootable(services, [*consumed, unconsumed], DRAIN, at(5), every_compute=True)
+    assert again.status is Status.WAIT
+    assert again.findings[0].line.startswith("nova-compute on cmp2 (queue compute.cmp2) is down")
     # With no compute up, nothing can place it.
     services = [*fleet(compute_up=False), second]
     waiting = judge_bootable(services, [*consumed, unconsumed], DRAIN, at(5))
