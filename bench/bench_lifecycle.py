@@ -215,8 +215,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ratio = med("harness", 0) / med("bare", 0)
     print(f"wall (median): harness {med('harness', 0):.2f} s, bare {med('bare', 0):.2f} s, "
-          f"ratio {ratio:.2f} (target <= 1.15)")  # fmt: skip
-    print(f"HTTP requests per check: harness {med('harness', 2):.0f} (target <= 25), "
+          f"ratio {ratio:.2f} (target <= 1.10)")  # fmt: skip
+    print(f"HTTP requests per check: harness {med('harness', 2):.0f} (target <= 14), "
           f"bare {med('bare', 2):.0f}")  # fmt: skip
     print(f"CPU per process (median): harness {med('harness', 1):.2f} s (target <= 0.5 s per "
           f"cloud), bare {med('bare', 1):.2f} s")  # fmt: skip

@@ -238,6 +238,10 @@ class Lifecycle:
         self._created_at: float | None = None
         self._boot: Deadline | None = None
         self._create_attempted = False
+        # A create sent and answered once names its one server: the name is unique to the
+        # check, so no other server can hold it. Any create that raised (a lost response, an
+        # interrupt) may have made a server nobody was told of: cleanup then looks the name up.
+        self._create_unanswered = False
         # Servers seen gone (404 or a gone status): never deleted or waited for again.
         self._gone_ids: set[str] = set()
         # The newest view of the server being waited for, for the evidence of an interrupt.
@@ -280,9 +284,10 @@ class Lifecycle:
     def cleanup(self) -> None:
         """Delete the server by id and every server of the check's name; wait until all are gone.
 
-        Safe to call at any point, any number of times: once a create was attempted, each
-        call looks the name up again (one listing when nothing is left), because a create
-        whose response was lost can make its server visible late.
+        Safe to call at any point, any number of times: once a create was attempted and not
+        answered (or answered with no server), each call looks the name up again (one listing
+        when nothing is left), because a create whose response was lost can make its server
+        visible late.
         """
         if not self._create_attempted:
             return
@@ -371,10 +376,17 @@ class Lifecycle:
             found = [s for s in self._list_by_name() if not counts_as_gone(s.status)]
             return found[0] if found else None
 
+        def create() -> Server:
+            try:
+                return self.conn.compute.create_server(**attrs)
+            except BaseException:
+                self._create_unanswered = True
+                raise
+
         try:
             with waiting.requests_within(self._boot):
                 server = retry.create_once(
-                    lambda: self.conn.compute.create_server(**attrs),
+                    create,
                     lookup,
                     sleep=self._pause,
                     interval=self.settings.poll_interval,
@@ -504,7 +516,7 @@ class Lifecycle:
             pending = [self.server_id] if self.server_id else []
             listing_error: Exception | None = None
             try:
-                named = policy(self._list_by_name)
+                named = policy(self._list_by_name) if self._create_unanswered or not pending else []
             except Exception as exc:
                 if not pending:
                     raise

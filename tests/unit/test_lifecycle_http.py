@@ -74,6 +74,8 @@ def test_a_healthy_cloud_passes_and_keeps_nothing(api: ComputeStandIn) -> None:
     assert set(check.phases) == {"boot", "verify", "delete"}
     assert [t.status for t in check.transitions][:2] == ["BUILD", "ACTIVE"]
     assert api.count("POST", "/servers") == 1
+    # A create answered at once names its one server: no look-up by name, before or after.
+    assert api.count("GET", "/servers/detail") == 0
     assert api.alive() == []
 
 
@@ -87,6 +89,10 @@ def test_a_504_on_create_adopts_the_server_that_appears_late(api: ComputeStandIn
     assert _run_and_clean(check) is None
     assert api.count("POST", "/servers") == 1
     assert api.alive() == []
+    # Its cleanup looked the name up once more: a lost create may show its server late.
+    before = len(api.requests)
+    check.cleanup()
+    assert [r.path.rsplit("/", 1)[-1] for r in api.requests[before:]] == ["detail"]
 
 
 def test_a_create_hanging_past_the_read_timeout_is_not_sent_twice(api: ComputeStandIn) -> None:
