@@ -28,7 +28,7 @@ from e2etests.checks.mq import (
 from e2etests.checks.outcome import CheckOutcome, Status
 from e2etests.cloud import Cloud
 from e2etests.errors import CouldNotRun
-from e2etests.mq.probe import ROUND_SHARE, MQProbe
+from e2etests.mq.probe import ROUND_CARRY, ROUND_SHARE, MQProbe
 from e2etests.waiting import follow, stoppable
 
 __all__ = ["OBSERVATIONS", "ROUND_CHECKS", "in_turn", "side_by_side"]
@@ -125,8 +125,10 @@ def side_by_side(
             cloud, probe, name=canary_name, run_id=run_id, stop=stop
         )
     probe.sleep = stoppable(stop, f"{cloud.id}: the run is stopping")
-    # The checks look side by side: one service listing and broker reading serves them all.
+    # The checks look side by side: one service listing and broker reading serves them all,
+    # and each look of the consumer check while the window is waited out is one read.
     share_for, probe.share_for = probe.share_for, max(probe.share_for, ROUND_SHARE)
+    carry_for, probe.carry_for = probe.carry_for, max(probe.carry_for, ROUND_CARRY)
     following = follow(outer, stop) if outer is not None else contextlib.nullcontext()
     try:
         with (
@@ -142,6 +144,7 @@ def side_by_side(
     finally:
         probe.sleep = sleep
         probe.share_for = share_for
+        probe.carry_for = carry_for
 
 
 def _stopped(culprit: str) -> bool:

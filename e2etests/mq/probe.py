@@ -46,6 +46,10 @@ T = TypeVar("T")
 #: that run together: they look within a second of each other, and a re-observation while
 #: recovering comes ``MQProbe.interval`` (2 s) later, so it always reads afresh.
 ROUND_SHARE = 1.0
+#: Seconds a queue's last sample serves as the first of the next observation in a round after
+#: a drain (``carry_for``): each look while the window is waited out is one read, ``sample_gap``
+#: after the last, instead of two reads ``sample_gap`` apart after a pause of ``interval``.
+ROUND_CARRY = 10.0
 #: Seconds a reading of the cloud's clock serves when readings are shared (``share_for``).
 CLOCK_EVERY = 300.0
 
@@ -440,6 +444,12 @@ class MQProbe:
         services = self.services()
         return services, judge.expected_queues(services, rabbit.vhost, rabbit.neutron_vhost)
 
+    @property
+    def consumers_every(self) -> float:
+        """Seconds between the consumer check's looks while recovering: with samples carried,
+        ``sample_gap`` at least, so the carried one is old enough to compare with."""
+        return max(self.interval, self.sample_gap) if self.carry_for > 0 else self.interval
+
     def consumers(self) -> Verdict:
         """One observation of the consumer check (two samples, ``sample_gap`` apart)."""
 
@@ -603,10 +613,10 @@ class MQProbe:
             return None
         if self.settings.rabbitmq is None:
             return self.settled(self.heartbeats, keep=False)
-        # Looked at twice as often as the checks look: the boot, the longest part of a green
-        # run, starts on it; a look is one service listing and one queue read.
+        # Looked at four times as often as the checks look: the boot, the longest part of a
+        # green run, starts on it; a look is one service listing and one queue read.
         return self.settled(
-            lambda: self.bootable(every_compute=every_compute), keep=False, every=self.interval / 2
+            lambda: self.bootable(every_compute=every_compute), keep=False, every=self.interval / 4
         )
 
     def left_in_window(self) -> float:

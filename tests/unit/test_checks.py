@@ -136,6 +136,7 @@ def test_a_round_gives_each_check_its_own_outcome(down: Cloud) -> None:
     assert all(o.status is Status.COULD_NOT_RUN for o in found.values())
     assert probe.sleep is sleep  # the round's stoppable pause does not outlive it
     assert probe.share_for == 0.0  # nor do its shared readings: a later look reads afresh
+    assert probe.carry_for == 0.0  # nor its carried samples
 
 
 def test_the_checks_of_a_round_share_one_reading(
@@ -144,20 +145,20 @@ def test_the_checks_of_a_round_share_one_reading(
     import datetime as dt
 
     from e2etests.checks import rounds
-    from e2etests.mq.probe import ROUND_SHARE
+    from e2etests.mq.probe import ROUND_CARRY, ROUND_SHARE
 
     probe = probe_for(down, drained_at=dt.datetime.now(dt.UTC))
     assert probe is not None
-    seen: list[float] = []
+    seen: list[tuple[float, float]] = []
 
     def look(probe: MQProbe) -> CheckOutcome:
-        seen.append(probe.share_for)
+        seen.append((probe.share_for, probe.carry_for))
         return CheckOutcome("mq.heartbeats", "down", Status.PASSED)
 
     monkeypatch.setitem(rounds.OBSERVATIONS, "mq.heartbeats", look)
     rounds.side_by_side(down, probe, checks={"mq.heartbeats"}, canary_name="x", run_id="r1")
-    assert seen == [ROUND_SHARE]
-    assert probe.share_for == 0.0
+    assert seen == [(ROUND_SHARE, ROUND_CARRY)]
+    assert (probe.share_for, probe.carry_for) == (0.0, 0.0)
 
 
 def test_once_one_check_is_red_the_round_does_not_wait_for_the_others(

@@ -24,7 +24,7 @@ from e2etests.checks import Status as Outcome
 from e2etests.checks.mq import check_canary
 from e2etests.cloud import Cloud
 from e2etests.mq.observations import CanaryObs
-from e2etests.mq.probe import CheckError, MQProbe
+from e2etests.mq.probe import ROUND_CARRY, CheckError, MQProbe
 from e2etests.mq.settings import MQSettings, RabbitSettings, Secret
 from e2etests.mq.verdict import Status, Verdict, stamp
 from tests.compute_standin import ComputeStandIn
@@ -523,6 +523,28 @@ def test_a_carried_sample_makes_a_round_read_the_broker_once(
     assert clocks.slept == 6.0
 
 
+def test_while_recovering_each_look_of_the_consumer_check_is_one_read_with_samples_carried(
+    standin: str, tmp_path: pathlib.Path
+) -> None:
+    # A round after a drain: compute.cmp1 is not redeclared for the first two looks.
+    healthy = StandIn.routes["/api/queues/%2F"]
+    absent = [q for q in healthy if q["name"] != "compute.cmp1"]
+    StandIn.answers["/api/queues/%2F"] = [absent, absent, absent]
+    clocks = Clocks()
+    mq = probe(standin, tmp_path, clocks, window_open=True)
+    mq.sample_gap, mq.carry_for = 3.0, ROUND_CARRY
+    assert mq.consumers_every == 3.0  # the carried sample is then old enough to compare with
+    start = len(StandIn.asked)
+    verdict = mq.settled(mq.consumers, every=mq.consumers_every)
+    assert verdict.status is Status.GREEN
+    # Two reads 3 s apart, then one read per look, each 3 s after the last (not a pause of
+    # 2 s and two reads 3 s apart): the verdict follows the queue's return by 3 s at most.
+    assert _reads(start)["/api/queues/%2F"] == 4
+    assert clocks.slept == 9.0
+    mq.carry_for = 0.0
+    assert mq.consumers_every == mq.interval
+
+
 def test_a_carried_sample_still_shows_a_wedged_consumer(
     standin: str, tmp_path: pathlib.Path
 ) -> None:
@@ -618,7 +640,7 @@ def test_the_canary_waits_for_every_queue_consumed_not_for_a_report_since_the_dr
     mq = probe(standin, tmp_path, clocks, window_open=True)
     mq.wait_recovered()
     # Two looks found compute.cmp1 absent, then without its consumer; the third could boot.
-    assert clocks.slept == mq.interval  # two looks half an interval apart
+    assert clocks.slept == mq.interval / 2  # two pauses of a quarter interval each
     assert mq.remembered() == []  # what the canary waited on is no check's verdict
     assert mq.heartbeats().status is Status.WAIT
 
