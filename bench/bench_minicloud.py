@@ -41,25 +41,37 @@ def minicloud(*args: str, home: Path = HOME) -> float:
     return time.monotonic() - started
 
 
-def rss_mib(home: Path) -> float:
-    """Resident memory of every process in the test cloud's process groups."""
-    groups = set()
+#: The idle test cloud's memory budget with its second compute and Neutron agent (issue 10).
+MEMORY_BUDGET_MIB = 2.6 * 1024
+
+
+def memory_by_service(home: Path) -> dict[str, tuple[float, float]]:
+    """Each service's (RSS, PSS) in MiB, summed over its process group.
+
+    RSS counts a page shared by two processes in both (the budget's measure); PSS splits it
+    between them, so the PSS of all services adds up to what the cloud really holds.
+    """
+    groups: dict[int, str] = {}
     for pidfile in (home / "run").glob("*.pid"):
-        groups.add(int(pidfile.read_text().split()[0]))
-    total_kib = 0
+        groups[int(pidfile.read_text().split()[0])] = pidfile.stem
+    found: dict[str, tuple[float, float]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if int(stat[2]) not in groups:
+            service = groups.get(int(stat[2]))
+            if service is None:
                 continue
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kib += int(line.split()[1])
-        except OSError:
-            continue
-    return total_kib / 1024
+            fields = {
+                line.split(":")[0]: int(line.split()[1])
+                for line in (entry / "smaps_rollup").read_text().splitlines()[1:]
+            }
+        except (OSError, ValueError, IndexError):
+            continue  # a process that ended meanwhile holds nothing
+        rss, pss = found.get(service, (0.0, 0.0))
+        found[service] = (rss + fields.get("Rss", 0) / 1024, pss + fields.get("Pss", 0) / 1024)
+    return found
 
 
 def boot_delete(cloud: str, index: int) -> float:
@@ -102,7 +114,17 @@ def main() -> int:
         "s",
     )
     time.sleep(10)  # let start-up work settle before reading memory
-    row("idle memory of the whole test cloud", rss_mib(HOME), 2048, "MiB")
+    memory = memory_by_service(HOME)
+    row(
+        "idle memory of the whole test cloud (RSS)",
+        sum(rss for rss, _ in memory.values()),
+        MEMORY_BUDGET_MIB,
+        "MiB",
+    )
+    shared_once = sum(pss for _, pss in memory.values())
+    print(f"  the same with shared pages counted once (PSS): {shared_once:.0f} MiB")
+    for service, (rss, pss) in sorted(memory.items(), key=lambda kv: -kv[1][0]):
+        print(f"  {service:<24} RSS {rss:7.1f} MiB   PSS {pss:7.1f} MiB")
 
     with ThreadPoolExecutor(10) as pool:
         started = time.monotonic()
