@@ -139,6 +139,10 @@ def warm_neutron(conn: Any) -> None:
 
 
 def reported_within(service: Any, seconds: float) -> bool:
+    # A service record not yet reported to has no updated_at, though Nova calls it up (from
+    # its created_at): it has not reported at all.
+    if service.updated_at is None:
+        return False
     # Nova writes the heartbeat in UTC without a zone, from this same machine's clock.
     last = dt.datetime.fromisoformat(str(service.updated_at)).replace(tzinfo=dt.UTC)
     return dt.datetime.now(dt.UTC) - last <= dt.timedelta(seconds=seconds)

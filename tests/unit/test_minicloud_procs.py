@@ -251,3 +251,6 @@ def test_wait_healthy_wants_a_heartbeat_younger_than_its_bound() -> None:
 
     assert bootstrap.reported_within(service(3), 2 * cloud.REPORT_INTERVAL)
     assert not bootstrap.reported_within(service(45), 2 * cloud.REPORT_INTERVAL)
+    # A record Nova made but nobody reported to yet (seen right after a fresh up): not yet.
+    unreported = SimpleNamespace(updated_at=None)
+    assert not bootstrap.reported_within(unreported, 2 * cloud.REPORT_INTERVAL)
