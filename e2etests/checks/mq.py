@@ -182,9 +182,7 @@ def _boot_again(
         # None: the window closed meanwhile, and a refusal after it is the cloud's.
         return probe.wait_recovered(every_compute=True) or Verdict(CANARY, Light.RED)
 
-    if _observed(CANARY, probe, [ready]).status is not Status.PASSED:
-        return refused
-    if probe.left_in_window() <= 0:
+    if _observed(CANARY, probe, [ready]).status is not Status.PASSED or not probe.left_in_window():
         return refused
     again = _boot_canary(cloud, probe, name=f"{name}-again", run_id=run_id, stop=stop)
     note = f"a first boot was refused for want of a host ({refused.fault}); booted once more"
@@ -201,9 +199,10 @@ def _boot_canary(
 ) -> CheckOutcome:
     # A boot sent inside the window may wait for a compute still reconnecting: its build
     # message is taken when the compute is back, so the boot has until the window closes.
-    deadline = max(probe.settings.canary_deadline, probe.left_in_window())
+    left = probe.left_in_window()
+    deadline = max(probe.settings.canary_deadline, left)
     poll = cloud.settings.poll_interval
-    if probe.left_in_window() > 0:
+    if left > 0:
         # Each second of a verdict after a drain is paid once per node of the roll: looked at
         # twice as often, the boot and the delete each end half a poll sooner on average.
         poll = max(MIN_POLL, poll / 2)
