@@ -1,4 +1,4 @@
-"""Time `bash ci/demo` end to end, split by phase (run by hand; it restarts the test cloud).
+"""Time `bash ci/demo` end to end, split by phase (run by hand; it uses the test cloud).
 
     python3 bench/bench_demo.py [--fresh] [--cold-cache]
 
