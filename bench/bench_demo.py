@@ -14,7 +14,6 @@ empty caches, so every wheel is downloaded.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -24,9 +23,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "ci" / "minicloud"))
+sys.path[:0] = [str(ROOT), str(ROOT / "ci" / "minicloud")]
 
-from layout import Layout  # noqa: E402 -- after the path tweak
+from layout import Layout  # noqa: E402
+
+from bench.bench_minicloud_start import streamed  # noqa: E402 -- after the path tweak
 
 TARGET_S = 180.0
 BANNER = re.compile(r"\x1b\[1m== (.*?) ==")  # the demo's own, not pytest's ===== lines
@@ -36,22 +37,8 @@ UP_SPLIT = re.compile(r"time split: (.*)")
 def run_demo(env: dict[str, str]) -> tuple[float, list[tuple[float, str]], int]:
     """Wall seconds, (seconds, line) for every line the demo printed, and its exit status."""
     started = time.monotonic()
-    lines: list[tuple[float, str]] = []
-    with subprocess.Popen(
-        ["bash", str(ROOT / "ci" / "demo")],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            at = time.monotonic() - started
-            line = raw.rstrip()
-            lines.append((at, line))
-            print(f"  {at:6.1f}  {line}", flush=True)
-    return time.monotonic() - started, lines, proc.returncode
+    lines, status = streamed(["bash", str(ROOT / "ci" / "demo")], env)
+    return time.monotonic() - started, lines, status
 
 
 def phases(lines: list[tuple[float, str]], total: float) -> list[tuple[str, float]]:

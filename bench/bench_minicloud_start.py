@@ -32,24 +32,35 @@ from layout import Layout  # noqa: E402 -- after the path tweak
 TARGET_S = 90.0
 
 
-def minicloud(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    """Run a minicloud command, echoing its output with the seconds since it started."""
+def streamed(argv: list[str], env: dict[str, str]) -> tuple[list[tuple[float, str]], int]:
+    """Run ``argv`` from the checkout, echoing each line of its output with the seconds since
+    it started; every (seconds, line) and the exit status."""
     started = time.monotonic()
-    lines = []
+    lines: list[tuple[float, str]] = []
     with subprocess.Popen(
-        ["python3", str(MINICLOUD), *args],
-        env={**os.environ, **(env or {}), "MINICLOUD_HOME": str(home)},
+        argv,
+        cwd=ROOT,
+        env={**os.environ, **env},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     ) as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            print(f"  {time.monotonic() - started:6.1f}  {line.rstrip()}", flush=True)
-            lines.append(line)
-    if proc.returncode != 0:
-        sys.exit(f"minicloud {' '.join(args)} failed (exit {proc.returncode})")
-    return "".join(lines)
+        for raw in proc.stdout:
+            at, line = time.monotonic() - started, raw.rstrip()
+            print(f"  {at:6.1f}  {line}", flush=True)
+            lines.append((at, line))
+    return lines, proc.returncode
+
+
+def minicloud(home: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    """Run a minicloud command, echoing its output with the seconds since it started."""
+    lines, status = streamed(
+        ["python3", str(MINICLOUD), *args], {**(env or {}), "MINICLOUD_HOME": str(home)}
+    )
+    if status != 0:
+        sys.exit(f"minicloud {' '.join(args)} failed (exit {status})")
+    return "\n".join(line for _, line in lines)
 
 
 def split_of(output: str) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
