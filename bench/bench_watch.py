@@ -8,7 +8,7 @@
 
 ``cost``: the cheap round of one cloud, as the watcher runs it (one reading of the services
 shared by the round's checks, the broker read once against the previous round's sample, the
-ping swept by the fork server) and, side by side in the same run, as a one-shot run makes the
+ping swept on a transport kept open) and, side by side in the same run, as a one-shot run makes the
 same observations (every check reads for itself, two samples 3 s apart, a child per ping).
 Printed per round: HTTP requests (every request, the management API's included), the
 harness's CPU and the ping processes' CPU.
@@ -123,9 +123,9 @@ def _cost(
     one_round()  # tokens, version documents, the server's start: paid once per watch
     time.sleep(interval / 3)
     one_round()
-    pinger = checks._pinger._proc
+    helpers = checks._pinger.pids
     before = (counted.now(), time.process_time(), _children_cpu())
-    server_before = _proc_cpu(pinger.pid) if pinger is not None else 0.0
+    server_before = sum(_proc_cpu(pid) for pid in helpers)
     paused = 0.0
     for _ in range(rounds):
         # The watcher's rounds are an interval apart; the pause is not the round's cost.
@@ -133,7 +133,7 @@ def _cost(
         paused += interval / 3
         one_round()
     requests_, cpu, children = counted.now(), time.process_time(), _children_cpu()
-    server = _proc_cpu(pinger.pid) - server_before if pinger is not None else 0.0
+    server = sum(_proc_cpu(pid) for pid in helpers) - server_before
     checks.close()
     return {
         "requests": (requests_ - before[0] - 1) / rounds,

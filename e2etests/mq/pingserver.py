@@ -156,13 +156,14 @@ def serve(requests: int, out: IO[str]) -> None:
 # -- the client (in the harness) -------------------------------------------------------------
 
 
-class Pinger:
-    """The harness's end of one ping server, shared by every cloud of a process.
+class _Child:
+    """One helper process that answers JSON request lines, each tagged with its ``id``.
 
     Started on first use, and again after it died; :meth:`ask` is safe from any thread.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, module: str) -> None:
+        self.module = module
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._proc: subprocess.Popen[str] | None = None
@@ -171,7 +172,7 @@ class Pinger:
     def _started(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "e2etests.mq.pingserver"],
+                [sys.executable, "-m", self.module],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
@@ -181,9 +182,7 @@ class Pinger:
                 start_new_session=True,
             )
             self._proc = proc
-            threading.Thread(
-                target=self._read, args=(proc,), name="e2e-pingserver", daemon=True
-            ).start()
+            threading.Thread(target=self._read, args=(proc,), name=self.module, daemon=True).start()
         return self._proc
 
     def _read(self, proc: subprocess.Popen[str]) -> None:
@@ -197,7 +196,7 @@ class Pinger:
                 future = self._waiting.pop(body.pop("id", None), None)
             if future is not None:
                 future.set_result(body)
-        # The server is gone: nobody will answer what is still waiting on it.
+        # The process is gone: nobody will answer what is still waiting on it.
         with self._lock:
             if self._proc is proc:
                 orphans, self._waiting = list(self._waiting.values()), {}
@@ -207,7 +206,6 @@ class Pinger:
             future.set_exception(PingServerGone("the RPC ping server exited"))
 
     def ask(self, request: dict[str, Any], *, timeout: float) -> dict[str, Any]:
-        """The server's answer to ``request`` (a sweep); PingServerGone past ``timeout``."""
         future: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
         with self._lock:
             rid = next(self._ids)
@@ -227,21 +225,59 @@ class Pinger:
                 self._waiting.pop(rid, None)
             raise PingServerGone(f"the RPC ping did not answer within {timeout:.0f} s") from None
 
-    def close(self) -> None:
+    def close(self, *, within: float = CLOSE_WITHIN) -> None:
         with self._lock:
             proc, self._proc = self._proc, None
         if proc is None:
             return
         assert proc.stdin is not None
         try:
-            proc.stdin.close()  # the server exits once its sweeps are answered
-            proc.wait(timeout=CLOSE_WITHIN)
+            proc.stdin.close()  # it exits once its sweeps are answered
+            proc.wait(timeout=within)
         except (OSError, subprocess.TimeoutExpired):
             # Sweeps only read: cutting one short loses nothing, while a stopping watcher
-            # has its own bound to keep. The server leads its own group, sweeps included.
+            # has its own bound to keep. The process leads its own group, sweeps included.
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._proc
+        return None if proc is None else proc.pid
+
+
+class Pinger:
+    """The harness's end of the ping helpers, shared by every cloud of a process.
+
+    A sweep runs in a fresh process forked by the server, or, asked with ``keep``, on a
+    transport kept open by :mod:`e2etests.mq.pingkeeper` (a watcher's rounds).
+    """
+
+    def __init__(self) -> None:
+        self._fork = _Child("e2etests.mq.pingserver")
+        self._keep = _Child("e2etests.mq.pingkeeper")
+
+    def ask(self, request: dict[str, Any], *, timeout: float, keep: bool = False) -> dict[str, Any]:
+        """The answer to ``request`` (a sweep); PingServerGone past ``timeout``."""
+        if not keep:
+            return self._fork.ask(request, timeout=timeout)
+        try:
+            return self._keep.ask(request, timeout=timeout)
+        except PingServerGone:
+            # Its sweeps are threads, which nothing can stop: a sweep past its bound may be
+            # stuck for good, so the keeper goes, and with it every transport it kept.
+            self._keep.close(within=0.0)
+            raise
+
+    @property
+    def pids(self) -> list[int]:
+        """The helpers running now."""
+        return [pid for pid in (self._fork.pid, self._keep.pid) if pid is not None]
+
+    def close(self) -> None:
+        self._fork.close()
+        self._keep.close()
 
 
 if __name__ == "__main__":

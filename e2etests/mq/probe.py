@@ -119,6 +119,9 @@ class MQProbe:
     #: The fork server that runs the ping sweeps (one per long-lived process); None starts
     #: a child per sweep.
     pinger: Pinger | None = None
+    #: Sweep on a transport ``pinger`` keeps open across rounds while the broker has not
+    #: restarted (a watcher); a one-shot run sweeps on a fresh one.
+    keep_transport: bool = False
     _api: ManagementAPI | None = dataclasses.field(default=None, init=False, repr=False)
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
     #: The latest non-green verdict of each check in this run (see :meth:`remembered`).
@@ -243,15 +246,18 @@ class MQProbe:
 
     def window(self) -> Window:
         """The grace window after the drain, or after the broker's start if later."""
-        started = None
-        if self.settings.rabbitmq is not None:
-            try:
-                started = self._reading(
-                    "broker-start", lambda: self._read(lambda: self.api.started_at(self.now()))
-                )
-            except (BrokerError, ConfigError):
-                started = None  # the consumer check reports those itself
-        return judge.window_after(self.drained_at, started, self.settings.grace)
+        return judge.window_after(self.drained_at, self.broker_started(), self.settings.grace)
+
+    def broker_started(self) -> dt.datetime | None:
+        """When the broker last started, from the round's shared reading; None if unseen."""
+        if self.settings.rabbitmq is None:
+            return None
+        try:
+            return self._reading(
+                "broker-start", lambda: self._read(lambda: self.api.started_at(self.now()))
+            )
+        except (BrokerError, ConfigError):
+            return None  # the consumer check reports those itself
 
     # -- observations -----------------------------------------------------------------------
 
@@ -513,11 +519,19 @@ class MQProbe:
 
         def look(window: Window) -> Verdict:
             targets = self.ping_targets(self.services())
+            started = self.broker_started() if self.keep_transport else None
             asked = self.now()
             try:
                 url = ref.reveal()
                 observed = (
-                    ping(url, targets, timeout=self.ping_timeout, pinger=self.pinger)
+                    ping(
+                        url,
+                        targets,
+                        timeout=self.ping_timeout,
+                        pinger=self.pinger,
+                        keep=self.keep_transport,
+                        broker_started=None if started is None else started.timestamp(),
+                    )
                     if targets
                     else []
                 )

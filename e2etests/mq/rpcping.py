@@ -70,13 +70,18 @@ def ping(
     *,
     timeout: float = 5.0,
     pinger: Pinger | None = None,
+    keep: bool = False,
+    broker_started: float | None = None,
 ) -> list[PingObs]:
     """Ping every target once, concurrently; one PingObs per target, in order.
 
     All calls end within one ``timeout``, however many targets: a target whose
     turn did not come in time is a failed ping whose error says ``not pinged``.
     The sweep runs in a child of its own, started for it, or forked by ``pinger``'s
-    server (a long-lived process pays for the import of oslo.messaging once).
+    server (a long-lived process pays for the import of oslo.messaging once). With ``keep``,
+    ``pinger`` runs it on a transport kept open since an earlier sweep, when one was made
+    after ``broker_started`` (the broker's start, epoch seconds; see
+    :mod:`e2etests.mq.pingkeeper`).
 
     Raises PingError when the transport itself fails (oslo.messaging missing,
     bad URL, broker unreachable, credentials refused): that is no verdict on
@@ -92,12 +97,13 @@ def ping(
         "url": transport_url,
         "timeout": timeout,
         "targets": [dataclasses.asdict(t) for t in targets],
+        "broker_started": broker_started,
     }
-    # Startup, then the pings, bounded as a whole by one timeout (see _sweep), plus slack.
+    # Startup, then the pings, bounded as a whole by one timeout (see sweep), plus slack.
     bound = timeout + 15.0
     if pinger is not None:
         try:
-            answer = pinger.ask(request, timeout=bound)
+            answer = pinger.ask(request, timeout=bound, keep=keep)
         except PingServerGone as exc:
             raise PingError(str(exc), transient=True) from None
     else:
@@ -147,7 +153,7 @@ def _one_child(request: dict[str, Any], bound: float, transport_url: str) -> dic
     return answer
 
 
-class _FirstConnectionError(logging.Handler):
+class FirstConnectionError(logging.Handler):
     """Keeps the first "cannot connect" complaint of the rabbit driver."""
 
     def __init__(self) -> None:
@@ -261,15 +267,16 @@ def _turn(
     return result
 
 
-def _sweep(
+def sweep(
     om: Any,
     transport: Any,
     targets: Sequence[dict[str, str]],
     timeout: float,
-    watcher: _FirstConnectionError,
+    watcher: FirstConnectionError,
     *,
     workers: int = MAX_IN_FLIGHT,
     clock: Callable[[], float] = time.monotonic,
+    name: str = "",
 ) -> dict[str, Any]:
     """Ping ``targets``, at most ``workers`` at a time, every call inside one ``timeout``.
 
@@ -277,11 +284,13 @@ def _sweep(
     fixed per-call timeout would stretch the sweep to one timeout per batch.
     Instead every call ends by the sweep's deadline: a late turn gets what is
     left, and a turn that comes too late is not made and reports ``not pinged``.
+    ``name`` begins its threads' names: a process running sweeps side by side tells their
+    log records apart by it.
     """
     workers = max(1, min(workers, len(targets)))
     started = clock()
     deadline = started + timeout
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
     futures = [
         pool.submit(_turn, om, transport, t, timeout, deadline, workers, clock) for t in targets
     ]
@@ -324,7 +333,7 @@ def _sweep(
 def _child(request: dict[str, Any]) -> dict[str, Any]:
     url, timeout = str(request["url"]), float(request["timeout"])
     targets: list[dict[str, str]] = request["targets"]
-    watcher = _FirstConnectionError()
+    watcher = FirstConnectionError()
     root = logging.getLogger()
     root.handlers[:] = [watcher]
     root.setLevel(logging.WARNING)
@@ -339,7 +348,7 @@ def _child(request: dict[str, Any]) -> dict[str, Any]:
         transport = om.get_rpc_transport(cfg.CONF, url=url)
     except Exception as exc:
         return {"error": f"transport URL rejected: {describe(exc, [url])}", "transient": False}
-    answer = _sweep(om, transport, targets, timeout, watcher)
+    answer = sweep(om, transport, targets, timeout, watcher)
     if "error" in answer:
         answer["error"] = redact_line(answer["error"], [url])
     return answer

@@ -70,7 +70,7 @@ class CloudRunner:
         self.run_id = run_id
         self.interval = interval
         self._kept = {t.id: _Kept(Cloud(t)) for t in targets}
-        # One for every cloud: each sweep still runs in a process of its own.
+        # One for every cloud: the ping sweeps run on transports it keeps open (pingkeeper).
         self._pinger = Pinger()
 
     def _probe(
@@ -85,6 +85,7 @@ class CloudRunner:
                     kept.probe.share_for = ROUND_SHARE
                     kept.probe.carry_for = CARRY_INTERVALS * self.interval
                     kept.probe.pinger = self._pinger
+                    kept.probe.keep_transport = True
             probe = kept.probe
         if probe is None:
             raise CouldNotRun(f"{cloud.id}: no e2etests.mq block")

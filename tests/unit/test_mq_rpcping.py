@@ -8,6 +8,7 @@ import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -31,13 +32,21 @@ needs_oslo = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(params=["child", "server"])
+class Keeping(Pinger):
+    """Every sweep on a kept transport, as a watcher asks for them."""
+
+    def ask(self, request: dict[str, Any], *, timeout: float, keep: bool = False) -> dict[str, Any]:
+        return super().ask(request, timeout=timeout, keep=True)
+
+
+@pytest.fixture(params=["child", "server", "keeper"])
 def pinger(request: pytest.FixtureRequest) -> Iterator[Pinger | None]:
-    """Each sweep in a child started for it, or forked by a long-lived server: one contract."""
+    """Each sweep in a child started for it, forked by a long-lived server, or on a transport
+    a long-lived keeper holds: one contract."""
     if request.param == "child":
         yield None
         return
-    server = Pinger()
+    server = Keeping() if request.param == "keeper" else Pinger()
     try:
         yield server
     finally:
@@ -182,12 +191,12 @@ def test_a_dead_server_fails_its_waiting_sweep_transiently_and_the_next_one_star
         url = f"rabbit://nova:{SECRET}@127.0.0.1:{closed_port()}/"
         with pytest.raises(PingError):
             ping(url, TARGETS, timeout=1.0, pinger=server)
-        first = server._proc
+        first = server._fork._proc
         assert first is not None
         with ThreadPoolExecutor(1) as pool:
             waiting = pool.submit(ping, url, TARGETS, timeout=3.0, pinger=server)
             # Killed while the sweep runs: an unreachable broker takes it over a second.
-            while not server._waiting:
+            while not server._fork._waiting:
                 time.sleep(0.01)
             os.kill(first.pid, signal.SIGKILL)
             with pytest.raises(PingError) as caught:
@@ -196,7 +205,7 @@ def test_a_dead_server_fails_its_waiting_sweep_transiently_and_the_next_one_star
         assert str(caught.value) == "the RPC ping server exited"
         with pytest.raises(PingError, match="RPC transport"):
             ping(url, TARGETS, timeout=1.0, pinger=server)
-        assert server._proc is not first
+        assert server._fork._proc is not first
     finally:
         server.close()
 
@@ -224,7 +233,29 @@ def test_close_ends_the_server() -> None:
             timeout=1.0,
             pinger=server,
         )
-    proc = server._proc
+    proc = server._fork._proc
     assert proc is not None
     server.close()
     assert proc.poll() is not None
+
+
+@needs_oslo
+def test_a_keeper_past_its_bound_is_killed_and_the_next_ask_starts_a_new_one() -> None:
+    server = Pinger()
+    try:
+        url = f"rabbit://nova:{SECRET}@127.0.0.1:{closed_port()}/"
+        request = {"url": url, "timeout": 3.0, "targets": [], "broker_started": None}
+        with pytest.raises(PingError, match="RPC transport"):
+            ping(url, TARGETS, timeout=1.0, pinger=server, keep=True)
+        first = server._keep._proc
+        assert first is not None
+        # Its sweeps are threads: one past its bound may be stuck for good, so the keeper goes.
+        request["targets"] = [{"binary": "b", "host": "h", "topic": "t", "exchange": "nova"}]
+        with pytest.raises(PingServerGone, match="did not answer within 0 s"):
+            server.ask(request, timeout=0.05, keep=True)
+        assert first.poll() is not None
+        with pytest.raises(PingError, match="RPC transport"):
+            ping(url, TARGETS, timeout=1.0, pinger=server, keep=True)
+        assert server._keep._proc is not first
+    finally:
+        server.close()

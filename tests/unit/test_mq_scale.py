@@ -422,8 +422,8 @@ def targets(hosts: list[str]) -> list[dict[str, str]]:
 
 
 def sweep(om: FakeOM, hosts: list[str], clock: Callable[[], float], **kw: Any) -> list[Any]:
-    answer = rpcping._sweep(
-        om, object(), targets(hosts), 5.0, rpcping._FirstConnectionError(), clock=clock, **kw
+    answer = rpcping.sweep(
+        om, object(), targets(hosts), 5.0, rpcping.FirstConnectionError(), clock=clock, **kw
     )
     assert "error" not in answer, answer
     results: list[Any] = answer["results"]

@@ -1,0 +1,56 @@
+"""When a transport kept open between a watcher's rounds may be used, and what its sweeps prove."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from e2etests.mq.pingkeeper import MAX_AGE, NO_ANSWER, START_MARGIN, judged, reusable
+
+OK = {"ok": True, "seconds": 0.01, "error": None}
+MISSED = {"ok": False, "seconds": 5.0, "error": "MessagingTimeout"}
+
+
+def test_a_transport_made_after_the_broker_started_is_reused_until_it_is_old() -> None:
+    assert reusable(made_at=1000.0, broker_started=500.0, now=1010.0)
+    assert reusable(made_at=1000.0, broker_started=1000.0 - START_MARGIN, now=1010.0)
+    assert not reusable(made_at=1000.0, broker_started=500.0, now=1000.0 + MAX_AGE)
+
+
+def test_a_transport_older_than_the_brokers_start_or_without_one_seen_is_not_reused() -> None:
+    # Made before the restart, or so soon after it that the broker may still have been starting.
+    assert not reusable(made_at=1000.0, broker_started=1200.0, now=1300.0)
+    assert not reusable(made_at=1000.0, broker_started=999.9, now=1010.0)
+    # A user without the monitoring tag cannot see the broker's start: a restart would go unseen.
+    assert not reusable(made_at=1000.0, broker_started=None, now=1010.0)
+
+
+def answer(*results: dict[str, Any]) -> dict[str, Any]:
+    return {"results": list(results)}
+
+
+def test_a_clean_sweep_keeps_its_transport_reused_or_not() -> None:
+    for reused in (False, True):
+        assert judged(answer(OK, OK), reused=reused) == (answer(OK, OK), False)
+
+
+def test_a_failed_ping_drops_the_transport_and_stands_when_another_server_answered() -> None:
+    # The replies of the others came back on it: the transport works, the miss is the server's.
+    for reused in (False, True):
+        assert judged(answer(OK, MISSED), reused=reused) == (answer(OK, MISSED), True)
+
+
+def test_no_answer_at_all_on_a_reused_transport_proves_nothing_about_the_servers() -> None:
+    said, drop = judged(answer(MISSED, MISSED), reused=True)
+    assert drop
+    assert said["transient"] is True
+    assert said["error"].startswith(f"RPC transport: {NO_ANSWER} (2 pinged)")
+    assert "results" not in said
+
+
+def test_no_answer_on_a_fresh_transport_fails_every_server() -> None:
+    assert judged(answer(MISSED), reused=False) == (answer(MISSED), True)
+
+
+def test_a_transport_error_drops_the_transport() -> None:
+    error = {"error": "RPC transport: the broker is unreachable", "transient": True}
+    assert judged(error, reused=True) == (error, True)
