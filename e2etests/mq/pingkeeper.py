@@ -43,6 +43,8 @@ __all__ = ["MAX_AGE", "judged", "reusable"]
 MAX_AGE = 600.0
 #: A transport made this close after the broker's start may have met it still starting.
 START_MARGIN = 1.0
+#: Connections each kept transport publishes its calls on.
+POOL = 2
 #: Seconds answers under way may take once the harness closed its end (its own bound).
 CLOSE_WITHIN = 2.0
 #: How the error of a sweep that proved nothing about the servers begins.
@@ -197,6 +199,13 @@ def serve(requests: IO[str], out: IO[str]) -> None:
     root.handlers[:] = [keeper.logs]
     root.setLevel(logging.WARNING)
     cfg.CONF([], project="e2etests-rpcping", default_config_files=[], default_config_dirs=[])
+    # A transport made here registers the rabbit driver's options; it never connects.
+    with contextlib.suppress(Exception):
+        om.get_rpc_transport(cfg.CONF, url="rabbit://warm:up@127.0.0.1:9/")
+    # A call holds its pooled connection only while it publishes, not while it waits for its
+    # reply: two serve a sweep of hundreds, and each kept connection wakes every few seconds.
+    cfg.CONF.set_override("rpc_conn_pool_size", POOL, group="oslo_messaging_rabbit")
+    cfg.CONF.set_override("conn_pool_min_size", POOL, group="oslo_messaging_rabbit")
     writing = threading.Lock()
 
     def answer(request: dict[str, Any]) -> None:

@@ -22,38 +22,87 @@ T = TypeVar("T")
 parse_timestamp = parse_utc
 
 
-def from_nova(service: Any) -> ServiceObs:
-    """One ``openstack.compute.v2.service.Service`` as an observation."""
-    binary = str(service.binary or "")
+#: ``forced_down`` is in Nova's service records from this microversion on.
+FORCED_DOWN_MICROVERSION = "2.11"
+#: Pages of Neutron agents followed at most: a ``next`` link that never ends is a broken API.
+MAX_PAGES = 100
+
+
+def from_nova(service: dict[str, Any]) -> ServiceObs:
+    """One record of Nova's ``GET /os-services`` as an observation."""
+    binary = str(service.get("binary") or "")
     return ServiceObs(
         kind="nova",
         binary=binary,
-        host=str(service.host or ""),
+        host=str(service.get("host") or ""),
         # A forced-down service is the operator saying "expect nothing from it".
-        enabled=service.status == "enabled" and not service.is_forced_down,
-        up=service.state == "up",
-        last_report=parse_timestamp(service.updated_at),
+        enabled=service.get("status") == "enabled" and not service.get("forced_down"),
+        up=service.get("state") == "up",
+        last_report=parse_timestamp(service.get("updated_at")),
         topic=NOVA_TOPICS.get(binary),
     )
 
 
-def from_neutron(agent: Any) -> ServiceObs:
-    """One ``openstack.network.v2.agent.Agent`` as an observation."""
-    topic = agent.topic if isinstance(agent.topic, str) else None
+def from_neutron(agent: dict[str, Any]) -> ServiceObs:
+    """One record of Neutron's ``GET /v2.0/agents`` as an observation."""
+    topic = agent.get("topic")
     return ServiceObs(
         kind="neutron",
-        binary=str(agent.binary or agent.agent_type or ""),
-        host=str(agent.host or ""),
-        enabled=bool(agent.is_admin_state_up),
-        up=bool(agent.is_alive),
-        last_report=parse_timestamp(agent.last_heartbeat_at),
+        binary=str(agent.get("binary") or agent.get("agent_type") or ""),
+        host=str(agent.get("host") or ""),
+        enabled=bool(agent.get("admin_state_up")),
+        up=bool(agent.get("alive")),
+        last_report=parse_timestamp(agent.get("heartbeat_timestamp")),
         # Agents without an RPC server of their own report the topic as "N/A".
-        topic=topic if topic and topic != "N/A" else None,
+        topic=topic if isinstance(topic, str) and topic and topic != "N/A" else None,
     )
+
+
+def _records(response: Any, key: str) -> tuple[list[dict[str, Any]], str | None]:
+    """The records of one listing page, and the address of the next page if there is one."""
+    openstack.exceptions.raise_from_response(response)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    listed = body.get(key) if isinstance(body, dict) else None
+    if not isinstance(listed, list):
+        # Read as "no services", this would pass a cloud whose every service is gone.
+        raise openstack.exceptions.InvalidResponse(f"{response.url} did not answer a {key} list")
+    links = body.get(f"{key}_links") if isinstance(body, dict) else None
+    after = [
+        link["href"]
+        for link in links or []
+        if isinstance(link, dict)
+        and link.get("rel") == "next"
+        and isinstance(link.get("href"), str)
+    ]
+    return [r for r in listed if isinstance(r, dict)], (after[0] if after else None)
+
+
+def nova_services(conn: Any) -> list[ServiceObs]:
+    response = conn.compute.get("/os-services", microversion=FORCED_DOWN_MICROVERSION)
+    records, _ = _records(response, "services")  # never paged
+    return [from_nova(r) for r in records]
+
+
+def neutron_agents(conn: Any) -> list[ServiceObs]:
+    found: list[ServiceObs] = []
+    url: str | None = "/agents"
+    for _ in range(MAX_PAGES):
+        if url is None:
+            return found
+        records, url = _records(conn.network.get(url), "agents")
+        found.extend(from_neutron(r) for r in records)
+    raise openstack.exceptions.InvalidResponse(f"the agents list ran past {MAX_PAGES} pages")
 
 
 def observe_services(conn: Any, policy: Callable[..., Any] | None = None) -> list[ServiceObs]:
     """Every nova service, plus the neutron agents when the cloud has any.
+
+    Read as JSON through the proxies (their endpoints, tokens and errors), not as
+    openstacksdk resources: building a resource per record cost a watcher's round more CPU
+    than the request, and a cloud has a record per hypervisor.
 
     Each listing runs whole inside ``policy`` (``retry.idempotent``: a 503 or a
     connection failure mid-listing repeats that listing); what it finally
@@ -61,11 +110,11 @@ def observe_services(conn: Any, policy: Callable[..., Any] | None = None) -> lis
     Neutron, or a Neutron without the agent extension, contributes no agents.
     """
     run = policy or _once
-    observed: list[ServiceObs] = run(lambda: [from_nova(s) for s in conn.compute.services()])
+    observed: list[ServiceObs] = run(lambda: nova_services(conn))
     if conn.has_service("network"):
         # No agent extension (an OVN-style or API-only Neutron) means no agents to judge.
         with contextlib.suppress(openstack.exceptions.NotFoundException):
-            observed.extend(run(lambda: [from_neutron(a) for a in conn.network.agents()]))
+            observed.extend(run(lambda: neutron_agents(conn)))
     return observed
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+import openstack.exceptions
 import pytest
 import yaml
 
@@ -23,6 +24,7 @@ from e2etests import config as e2e_config
 from e2etests.checks import Status as Outcome
 from e2etests.checks.mq import check_canary
 from e2etests.cloud import Cloud
+from e2etests.mq import services
 from e2etests.mq.observations import CanaryObs
 from e2etests.mq.probe import ROUND_CARRY, CheckError, MQProbe
 from e2etests.mq.settings import MQSettings, RabbitSettings, Secret
@@ -750,3 +752,41 @@ def test_a_boot_refused_for_want_of_a_host_outside_any_window_is_not_booted_agai
     assert outcome.status is Outcome.FAILED
     assert outcome.fault is not None
     assert outcome.fault.no_valid_host
+
+
+# --- the service listing: JSON through the proxies, every page, never garbage as "none" ---
+
+
+def test_every_page_of_neutron_agents_is_read(standin: str) -> None:
+    agent = {"binary": "neutron-dhcp-agent", "admin_state_up": True, "alive": True}
+    StandIn.answers["/v2.0/agents"] = [
+        {
+            "agents": [{**agent, "host": "net1", "topic": "dhcp_agent"}],
+            "agents_links": [{"rel": "next", "href": f"{standin}/v2.0/agents?marker=1"}],
+        },
+        {"agents": [{**agent, "host": "net2", "topic": "dhcp_agent"}]},
+    ]
+    found = services.observe_services(connect_to(standin)())
+    assert [(s.kind, s.host) for s in found] == [
+        ("nova", "ctl"),
+        ("nova", "cmp1"),
+        ("neutron", "net1"),
+        ("neutron", "net2"),
+    ]
+
+
+def test_a_listing_that_is_not_a_list_is_an_error_not_an_empty_cloud(standin: str) -> None:
+    bodies: list[Any] = [{"services": None}, {"nothing": []}, ["services"]]
+    for body in bodies:
+        StandIn.answers["/v2.1/os-services"] = [body]
+        with pytest.raises(openstack.exceptions.InvalidResponse, match="did not answer a services"):
+            services.observe_services(connect_to(standin)())
+
+
+def test_an_agents_list_that_pages_forever_is_an_error(standin: str) -> None:
+    StandIn.routes["/v2.0/agents"] = {
+        "agents": [],
+        "agents_links": [{"rel": "next", "href": f"{standin}/v2.0/agents?marker=x"}],
+    }
+    with pytest.raises(openstack.exceptions.InvalidResponse, match="past 100 pages"):
+        services.observe_services(connect_to(standin)())

@@ -1,11 +1,8 @@
-"""Nova services and Neutron agents, built as openstacksdk resources, become observations."""
+"""Nova services and Neutron agents, as their APIs list them, become observations."""
 
 from __future__ import annotations
 
 import datetime as dt
-
-from openstack.compute.v2.service import Service
-from openstack.network.v2.agent import Agent
 
 from e2etests.mq.services import clock_offset, from_neutron, from_nova, parse_timestamp
 
@@ -25,7 +22,7 @@ def test_timestamps_from_nova_and_neutron_are_utc() -> None:
 
 def test_nova_service() -> None:
     svc = from_nova(
-        Service(
+        dict(
             binary="nova-compute",
             host="mc-compute1",
             status="enabled",
@@ -47,21 +44,21 @@ def test_nova_service() -> None:
 
 
 def test_disabled_forced_down_and_unknown_binaries() -> None:
-    disabled = from_nova(Service(binary="nova-compute", host="h", status="disabled", state="up"))
+    disabled = from_nova(dict(binary="nova-compute", host="h", status="disabled", state="up"))
     assert not disabled.enabled
     forced = from_nova(
-        Service(binary="nova-compute", host="h", status="enabled", state="down", forced_down=True)
+        dict(binary="nova-compute", host="h", status="enabled", state="down", forced_down=True)
     )
     assert not forced.enabled
     assert not forced.up
-    other = from_nova(Service(binary="nova-consoleauth", host="h", status="enabled", state="up"))
+    other = from_nova(dict(binary="nova-consoleauth", host="h", status="enabled", state="up"))
     assert other.topic is None
     assert other.last_report is None
 
 
 def test_neutron_agents() -> None:
     dhcp = from_neutron(
-        Agent(
+        dict(
             binary="neutron-dhcp-agent",
             host="net1",
             admin_state_up=True,
@@ -78,7 +75,7 @@ def test_neutron_agents() -> None:
         False,
     )
     ovs = from_neutron(
-        Agent(binary="neutron-openvswitch-agent", host="c1", admin_state_up=True, topic="N/A")
+        dict(binary="neutron-openvswitch-agent", host="c1", admin_state_up=True, topic="N/A")
     )
     assert ovs.topic is None
 
