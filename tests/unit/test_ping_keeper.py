@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
-from e2etests.mq.pingkeeper import MAX_AGE, NO_ANSWER, START_MARGIN, judged, reusable
+import pytest
+
+from e2etests.mq import pingkeeper
+from e2etests.mq.pingkeeper import MAX_AGE, NO_ANSWER, START_MARGIN, Keeper, judged, reusable
 
 OK = {"ok": True, "seconds": 0.01, "error": None}
 MISSED = {"ok": False, "seconds": 5.0, "error": "MessagingTimeout"}
@@ -54,3 +59,76 @@ def test_no_answer_on_a_fresh_transport_fails_every_server() -> None:
 def test_a_transport_error_drops_the_transport() -> None:
     error = {"error": "RPC transport: the broker is unreachable", "transient": True}
     assert judged(error, reused=True) == (error, True)
+
+
+# --- the keeper's bookkeeping: one transport per URL, shared, closed once nobody uses it ---
+
+
+class Transport:
+    """Stands in for an oslo.messaging transport: the keeper only makes and closes them."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.closed = threading.Event()
+
+    def cleanup(self) -> None:
+        self.closed.set()
+
+
+class Factory:
+    def __init__(self) -> None:
+        self.made: list[Transport] = []
+
+    def get_rpc_transport(self, conf: object, url: str) -> Transport:
+        self.made.append(Transport(url))
+        return self.made[-1]
+
+
+def keeper() -> tuple[Keeper, Factory]:
+    factory = Factory()
+    return Keeper(factory, conf=None), factory
+
+
+def test_one_transport_per_url_is_shared_and_made_again_after_a_broker_restart() -> None:
+    kept, factory = keeper()
+    started = time.time() - 60
+    first, reused = kept._take("rabbit://a", started)
+    assert not reused
+    kept._give_back("rabbit://a", first, drop=False)
+    again, reused = kept._take("rabbit://a", started)
+    assert reused
+    assert again is first
+    kept._give_back("rabbit://a", again, drop=False)
+    # The broker started after the transport was made: a fresh one, and the old one closed.
+    fresh, reused = kept._take("rabbit://a", time.time())
+    assert not reused
+    assert fresh is not first
+    assert factory.made[0].closed.wait(5)
+
+
+def test_a_dropped_transport_is_closed_only_once_its_last_sweep_is_done() -> None:
+    kept, factory = keeper()
+    started = time.time() - 60
+    one, _ = kept._take("rabbit://a", started)
+    kept._give_back("rabbit://a", one, drop=False)
+    one, _ = kept._take("rabbit://a", started)
+    two, reused = kept._take("rabbit://a", started)
+    assert reused
+    assert two is one
+    kept._give_back("rabbit://a", one, drop=True)  # a server missed in the first sweep
+    assert not factory.made[0].closed.wait(0.2)  # the second sweep still uses it
+    assert kept._take("rabbit://a", started)[1] is False  # but nobody new gets it
+    kept._give_back("rabbit://a", two, drop=False)
+    assert factory.made[0].closed.wait(5)
+
+
+def test_urls_beyond_the_cap_get_a_transport_per_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pingkeeper, "MAX_KEPT", 2)
+    kept, factory = keeper()
+    started = time.time() - 60
+    for url in ("rabbit://a", "rabbit://b", "rabbit://c"):
+        taken, _ = kept._take(url, started)
+        kept._give_back(url, taken, drop=False)
+    assert sorted(kept.kept) == ["rabbit://a", "rabbit://b"]
+    assert factory.made[2].closed.wait(5)
+    assert not factory.made[0].closed.is_set()
