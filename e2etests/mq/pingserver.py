@@ -2,11 +2,11 @@
 
 A sweep in a child of its own (see :mod:`e2etests.mq.rpcping`) keeps oslo.messaging's global
 ``cfg.CONF`` and its reconnect threads out of the harness, but starting Python and importing
-oslo.messaging costs about half a CPU-second: a watcher paid that for every cloud every
-round, 25 times its own work. The server is one child that imports oslo.messaging once and
-forks a fresh grandchild per sweep, before any transport or thread exists in it. Each sweep
-still runs alone in its own process, with its own ``CONF``, and is killed at its bound; only
-the import is shared.
+oslo.messaging costs about half a CPU-second, paid by every cloud of a run. The server is one
+child that imports oslo.messaging once and forks a fresh grandchild per sweep, before any
+transport or thread exists in it. Each sweep still runs alone in its own process, with its own
+``CONF``, and is killed at its bound; only the import is shared. A watcher, which sweeps every
+cloud every round, asks :mod:`e2etests.mq.pingkeeper` instead, through the same client.
 
 The server is single-threaded (forking a process with threads is unsafe): one loop selects on
 its stdin, which brings one JSON request per line, and on its grandchildren's pipes, and
