@@ -170,16 +170,16 @@ class Keeper:
         watcher = rpcping.FirstConnectionError()
         with self.logs.guard:
             self.logs.watchers[prefix] = watcher
-        answer: dict[str, Any] | None = None
+        drop = True  # unless the sweep says otherwise
         try:
-            answer = rpcping.sweep(
+            swept = rpcping.sweep(
                 self.om, kept.transport, request["targets"], timeout, watcher, name=prefix
             )
-            answer, drop = judged(answer, reused=reused)
+            answer, drop = judged(swept, reused=reused)
         finally:
             with self.logs.guard:
                 del self.logs.watchers[prefix]
-            self._give_back(url, kept, drop=answer is None or drop)
+            self._give_back(url, kept, drop=drop)
         if "error" in answer:
             answer["error"] = redact_line(answer["error"], [url])
         answer["reused"] = reused

@@ -123,6 +123,7 @@ class MQProbe:
     #: restarted (a watcher); a one-shot run sweeps on a fresh one.
     keep_transport: bool = False
     _api: ManagementAPI | None = dataclasses.field(default=None, init=False, repr=False)
+    _last_window: Window | None = dataclasses.field(default=None, init=False, repr=False)
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
     #: The latest non-green verdict of each check in this run (see :meth:`remembered`).
     _verdicts: dict[str, Verdict] = dataclasses.field(default_factory=dict, repr=False)
@@ -246,7 +247,14 @@ class MQProbe:
 
     def window(self) -> Window:
         """The grace window after the drain, or after the broker's start if later."""
-        return judge.window_after(self.drained_at, self.broker_started(), self.settings.grace)
+        window = judge.window_after(self.drained_at, self.broker_started(), self.settings.grace)
+        self._last_window = window
+        return window
+
+    @property
+    def last_window(self) -> Window | None:
+        """The window the latest observation judged in, without reading anything."""
+        return self._last_window
 
     def broker_started(self) -> dt.datetime | None:
         """When the broker last started, from the round's shared reading; None if unseen."""

@@ -160,6 +160,11 @@ class Runner(Protocol):
         """Delete what an earlier watcher left on ``cloud``; one line per thing done."""
         ...
 
+    def window_closes(self, cloud: str) -> dt.datetime | None:
+        """When the grace window ``cloud``'s checks last judged in closes (wall clock), with
+        no reading of the cloud; None before any. A broker restart opens one of its own."""
+        ...
+
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
@@ -309,7 +314,7 @@ class Watcher:
                 for lane in cloud.lanes:
                     overran += self._plan_lane(cloud, lane, now)
             soonest = min(
-                (self._next_look(lane) for c in self.lanes.values() for lane in c.lanes),
+                (self._next_look(c, lane, now) for c in self.lanes.values() for lane in c.lanes),
                 default=now,
             )
         for outcome in overran:
@@ -317,12 +322,21 @@ class Watcher:
         # A floor, so a float that lands a hair early never spins the loop.
         return min(max(soonest - now, MIN_PAUSE), self.schedule.interval)
 
-    @staticmethod
-    def _next_look(lane: _Lane) -> float:
+    def _next_look(self, cloud: _Cloud, lane: _Lane, now: float) -> float:
         if lane.running is None:
             return lane.next_due
         # A round's end wakes the loop; until then only its overrun matters.
-        return max(lane.next_due, lane.running.queued + lane.running.budget)
+        return max(lane.next_due, self._deadline(cloud, lane.running, now))
+
+    def _deadline(self, cloud: _Cloud, running: _Round, now: float) -> float:
+        """When ``running`` overran: its budget, or later while it waits out a grace window
+        its checks found that the loop did not open (a broker restart, read by the checks)."""
+        deadline = running.queued + running.budget
+        closes = self.runner.window_closes(cloud.plan.cloud)
+        if closes is not None:
+            at = now + (closes - self.wall()).total_seconds()
+            deadline = max(deadline, at + self.schedule.interval + ROUND_MARGIN)
+        return deadline
 
     def _plan_lane(self, cloud: _Cloud, lane: _Lane, now: float) -> list[CheckOutcome]:
         if now < lane.next_due:
@@ -331,7 +345,7 @@ class Watcher:
         running = lane.running
         if running is not None:
             late = now - running.queued
-            if late <= running.budget:
+            if now <= self._deadline(cloud, running, now):
                 lane.next_due = now  # within its budget: the due round waits for it
                 return []
             why = (
@@ -456,7 +470,7 @@ class Watcher:
             for cloud in self.lanes.values():
                 for lane in cloud.lanes:
                     r = lane.running
-                    if r is not None and now - r.queued > r.budget + limit:
+                    if r is not None and now > self._deadline(cloud, r, now) + limit:
                         problems.append(
                             f"{cloud.plan.cloud}: a round has run for {now - r.queued:.0f}s "
                             f"(budget {r.budget:.0f}s)"

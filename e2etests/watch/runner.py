@@ -91,6 +91,11 @@ class CloudRunner:
             raise CouldNotRun(f"{cloud.id}: no e2etests.mq block")
         return probe
 
+    def window_closes(self, cloud: str) -> dt.datetime | None:
+        probe = self._kept[cloud].probe  # read as is: the loop asks under its own lock
+        window = None if probe is None else probe.last_window
+        return None if window is None else window.closes
+
     def server_name(self, cloud: Cloud) -> str:
         # Unique per boot: a canary's lost create is looked up by its name.
         return f"{run_prefix(self.run_id)}{cloud.slug}-{secrets.token_hex(3)}"

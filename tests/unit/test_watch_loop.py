@@ -50,6 +50,8 @@ class FakeRunner:
     most: int = 0
     deleted: list[str] = dataclasses.field(default_factory=list)
     swept: list[str] = dataclasses.field(default_factory=list)
+    #: the grace window each cloud's checks found open (a broker restart), by cloud
+    window: dict[str, dt.datetime] = dataclasses.field(default_factory=dict)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     def run(
@@ -77,6 +79,9 @@ class FakeRunner:
         self.swept.append(cloud)
         return [f"{cloud}: 0 leftover(s)"]
 
+    def window_closes(self, cloud: str) -> dt.datetime | None:
+        return self.window.get(cloud)
+
 
 def plan(cloud: str = "c1", **kw: object) -> Plan:
     fields: dict[str, object] = {"cheap": ("mq.heartbeats",), "boot": "mq.canary"}
@@ -85,14 +90,18 @@ def plan(cloud: str = "c1", **kw: object) -> Plan:
 
 
 def watcher(
-    runner: FakeRunner, clock: Clock, *plans: Plan, events: list[Event] | None = None
+    runner: FakeRunner,
+    clock: Clock,
+    *plans: Plan,
+    events: list[Event] | None = None,
+    wall: Callable[[], dt.datetime] = lambda: NOW,
 ) -> Watcher:
     w = Watcher(
         list(plans) or [plan()],
         runner,
         schedule=Schedule(interval=10, boot_every=100, stop_within=BOUND),
         clock=clock,
-        wall=lambda: NOW,
+        wall=wall,
         notify=events.append if events is not None else None,
         log=lambda line: None,
     )
@@ -199,6 +208,29 @@ def test_clouds_run_side_by_side_with_staggered_boots(clock: Clock) -> None:
     runner.release.set()
     wait_until(lambda: idle(w, "a")() and idle(w, "b")())
     assert [c[1] for c in runner.calls if c[0] == "b"] == ["mq.heartbeats"]
+    w.stop()
+    w.shutdown()
+
+
+def test_a_round_waiting_out_a_window_its_checks_found_is_not_an_overrun(clock: Clock) -> None:
+    # A broker restart the loop was not told of: the checks read it and wait out its window.
+    runner = FakeRunner(block={"mq.heartbeats"})
+    runner.window["c1"] = NOW + dt.timedelta(seconds=45)
+    w = watcher(runner, clock, wall=lambda: NOW + dt.timedelta(seconds=clock.t))
+    w.tick()
+    assert runner.entered.wait(BOUND)
+    state = w.state.checks[("c1", "mq.heartbeats")]
+    for t in (11, 30, 45, 45 + 10 + 30):
+        clock.t = t
+        w.tick()
+        assert state.unmeasured == 0, t
+        assert w.health() == []
+    clock.t = 45 + 10 + 30 + 1  # the window, one interval and the margin are over
+    w.tick()
+    assert state.light is Light.COULD_NOT_MEASURE
+    assert "still running" in (state.culprit or "")
+    runner.release.set()
+    wait_until(idle(w))
     w.stop()
     w.shutdown()
 
