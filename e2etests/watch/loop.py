@@ -98,11 +98,14 @@ def plan_for(target: CloudTarget) -> Plan:
             boot_budget=s.boot_timeout + s.delete_timeout + ROUND_MARGIN,
             quarantine=s.quarantine,
         )
-    cheap = [HEARTBEATS]
-    if s.mq.rabbitmq is not None:
-        cheap.append(CONSUMERS)
+    # The ping first: inside a grace window an answered ping is the heartbeat check's proof
+    # that a service runs again, sooner than its next report (a Neutron agent's 30 s).
+    cheap = []
     if s.mq.transport_url is not None:
         cheap.append(RPC_PING)
+    if s.mq.rabbitmq is not None:
+        cheap.append(CONSUMERS)
+    cheap.append(HEARTBEATS)
     return Plan(
         target.id,
         tuple(cheap),

@@ -22,9 +22,11 @@ from typing import Any
 import pytest
 import yaml
 
-from e2etests import cli
+from e2etests import cli, config
 from e2etests.checks import Status
+from e2etests.checks.mq import CONSUMERS, HEARTBEATS, RPC_PING
 from e2etests.errors import ExitStatus
+from e2etests.watch import loop
 from e2etests.watch.http import Metrics, WatchServer
 from e2etests.watch.loop import Plan, Schedule, Watcher
 from tests.unit.test_watch_loop import BOUND, FakeRunner
@@ -353,3 +355,23 @@ def test_gate_is_2_when_only_clouds_own_entries_are_at_fault() -> None:
         code, out, _ = call(gate_argv(url, timeout=2))
     assert code == ExitStatus.USAGE_ERROR
     assert "lifecycle: no flavor f" in out
+
+
+def test_a_rounds_ping_runs_first_its_answers_vouch_for_the_heartbeats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Inside a grace window the heartbeat check waits for proof that each service runs again:
+    # a report since the disturbance, or an answered ping. A round that judged the heartbeats
+    # before pinging waited for a Neutron agent's next report (30 s), gate closed meanwhile.
+    monkeypatch.setenv("E2E_TEST_RABBIT_PW", "pw")
+    monkeypatch.setenv("E2E_TEST_TRANSPORT", "rabbit://u:pw@127.0.0.1:9/")
+    rabbit = {"url": "http://127.0.0.1:9", "username": "m", "password_env": "E2E_TEST_RABBIT_PW"}
+    mq = {"rabbitmq": rabbit, "transport_url_env": "E2E_TEST_TRANSPORT"}
+    auth = {"auth_url": "http://127.0.0.1:9/v3", "username": "u", "password": "p"}
+    clouds = {"c": {"auth": auth, "e2etests": {"flavor": "f", "image": "i", "mq": mq}}}
+    path = tmp_path / "clouds.yaml"
+    path.write_text(yaml.safe_dump({"clouds": clouds}))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(path))
+    monkeypatch.delenv("OS_CLOUD", raising=False)
+    (target,) = config.load_targets(["c"])
+    assert loop.plan_for(target).cheap == (RPC_PING, CONSUMERS, HEARTBEATS)
