@@ -840,3 +840,11 @@ def test_fabfile_task_exits_2_on_bad_input(
     assert "--upgrade-on" in capsys.readouterr().err
     assert stubs.calls() == []
     assert fabfile.parse_nodes("a, b c") == ("a", "b", "c")
+
+
+def test_every_test_module_has_a_name_of_its_own() -> None:
+    # pytest imports test modules by their base name: two of one name stop the whole run's
+    # collection, and a run of one directory alone never shows it.
+    tests = Path(__file__).resolve().parents[1]
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
