@@ -6,8 +6,8 @@ same pings on a transport already open. A watcher pings every cloud every round,
 one transport per transport URL in this process, which holds nothing else.
 
 A kept transport is a risk the fresh one is not: a connection that outlived a broker restart
-may lose its replies, and a lost reply reads as a deaf service. Three rules keep that from
-ever turning into a red (see :func:`reusable` and :func:`judged`):
+may lose its replies, and a lost reply reads as a deaf service. Three rules keep such a miss
+from passing for a deaf service (see :func:`reusable` and :func:`judged`):
 
 - A transport made before the broker last started, or longer ago than ``MAX_AGE``, is not
   used; nor is any transport when the broker's start cannot be seen.
@@ -17,7 +17,9 @@ ever turning into a red (see :func:`reusable` and :func:`judged`):
   servers: it is "could not measure", and the next sweep starts afresh.
 
 So a service is only ever failed by a fresh transport, or by a kept one on which another
-server answered in the same sweep: the replies came back, the transport works.
+server answered in the same sweep: the replies came back, the transport works. One gap stays:
+a restart between a round's reading of the broker's start and its sweep can cost one miss on
+a kept transport, which is then dropped; red takes two failures in a row by default.
 
 Threads, not forks: a transport keeps threads (its reply listener, its heartbeats), and a
 process with threads cannot fork safely. One thread per sweep; the harness bounds each ask and
