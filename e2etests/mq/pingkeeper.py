@@ -39,6 +39,8 @@ import threading
 import time
 from typing import IO, Any
 
+from e2etests.mq import pingserver
+
 __all__ = ["MAX_AGE", "Keeper", "judged", "reusable"]
 
 #: Seconds a transport is used for at most: bounds what a half-open connection can cost.
@@ -208,10 +210,8 @@ def serve(requests: IO[str], out: IO[str]) -> None:
     root.setLevel(logging.WARNING)
     # Two pooled connections for many calls: every call that waits its turn would say so.
     logging.getLogger("oslo_messaging._drivers.pool").setLevel(logging.ERROR)
-    cfg.CONF([], project="e2etests-rpcping", default_config_files=[], default_config_dirs=[])
-    # A transport made here registers the rabbit driver's options; it never connects.
-    with contextlib.suppress(Exception):
-        om.get_rpc_transport(cfg.CONF, url="rabbit://warm:up@127.0.0.1:9/")
+    # Its warm-up transport also registers the rabbit driver's options, set next.
+    pingserver.warm_up()
     # A call holds its pooled connection only while it publishes, not while it waits for its
     # reply: two serve a sweep of hundreds, and each kept connection wakes every few seconds.
     cfg.CONF.set_override("rpc_conn_pool_size", POOL, group="oslo_messaging_rabbit")

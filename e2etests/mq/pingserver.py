@@ -65,7 +65,7 @@ def _fork_sweep(request: dict[str, Any]) -> tuple[int, int]:
     return pid, read
 
 
-def _warm_up() -> None:
+def warm_up() -> None:
     """Import oslo.messaging and load its rabbit driver once, for every sweep to share.
 
     Loading the driver (stevedore's entry points) cost a sweep 50 ms of its 85; a transport
@@ -88,7 +88,7 @@ def serve(requests: int, out: IO[str]) -> None:
     Read raw, not through a buffered file: a buffer could hold a request the selector
     would then never report.
     """
-    _warm_up()
+    warm_up()
 
     selector = selectors.DefaultSelector()
     selector.register(requests, selectors.EVENT_READ, None)

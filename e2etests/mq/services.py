@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import email.utils
+import itertools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -89,12 +90,16 @@ def nova_services(conn: Any) -> list[ServiceObs]:
 def neutron_agents(conn: Any) -> list[ServiceObs]:
     found: list[ServiceObs] = []
     url: str | None = "/agents"
-    for _ in range(MAX_PAGES):
+    for page in itertools.count(1):
         if url is None:
-            return found
+            break
+        if page > MAX_PAGES:
+            raise openstack.exceptions.InvalidResponse(
+                f"the agents list ran past {MAX_PAGES} pages"
+            )
         records, url = _records(conn.network.get(url), "agents")
         found.extend(from_neutron(r) for r in records)
-    raise openstack.exceptions.InvalidResponse(f"the agents list ran past {MAX_PAGES} pages")
+    return found
 
 
 def observe_services(conn: Any, policy: Callable[..., Any] | None = None) -> list[ServiceObs]:

@@ -790,3 +790,12 @@ def test_an_agents_list_that_pages_forever_is_an_error(standin: str) -> None:
     }
     with pytest.raises(openstack.exceptions.InvalidResponse, match="past 100 pages"):
         services.observe_services(connect_to(standin)())
+
+
+def test_an_agents_list_of_exactly_the_most_pages_is_read_whole(standin: str) -> None:
+    agent = {"binary": "neutron-dhcp-agent", "host": "net", "topic": "dhcp_agent"}
+    more = [{"rel": "next", "href": f"{standin}/v2.0/agents?marker=x"}]
+    pages: list[Any] = [{"agents": [agent], "agents_links": more}] * (services.MAX_PAGES - 1)
+    StandIn.answers["/v2.0/agents"] = [*pages, {"agents": [agent]}]
+    found = services.observe_services(connect_to(standin)())
+    assert sum(s.kind == "neutron" for s in found) == services.MAX_PAGES
