@@ -8,6 +8,7 @@ print through :func:`redact` rather than trust every message to be clean.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import threading
@@ -19,25 +20,103 @@ MASK = "***"
 
 T = TypeVar("T")
 
-# Secrets the configuration holds (Keystone passwords, application credential secrets, broker
-# passwords and URLs, the Slack token), registered once when they are loaded, so every output
-# masks them without each caller having to pass them along.
-_KNOWN: set[str] = set()
-_KNOWN_LOCK = threading.Lock()
 # Shorter values would mask ordinary words; a 3-character password is not worth that cost.
 MIN_SECRET_CHARS = 4
+# Forms at least this long are looked up by their first characters: a fleet registers
+# thousands of forms, and most texts hold none of them.
+_GRAM = 4
+
+
+@functools.lru_cache(maxsize=8192)
+def _spellings(secret: str) -> frozenset[str]:
+    """The forms a known secret takes in output: as is, URL-encoded, JSON- or repr-escaped."""
+    return frozenset(
+        {
+            secret,
+            urllib.parse.quote(secret, safe=""),
+            urllib.parse.quote(secret),
+            urllib.parse.quote_plus(secret),
+            json.dumps(secret)[1:-1],
+            repr(secret)[1:-1],
+        }
+    )
+
+
+class _Forms:
+    """Every spelling of a set of secrets, indexed so that finding the few a text holds costs
+    about one set lookup per character of the text, not one search per form."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        forms = {form for s in secrets if s for form in _spellings(s)}
+        self.short = tuple(f for f in forms if len(f) < _GRAM)
+        self.by_gram: dict[str, list[str]] = {}
+        for form in forms:
+            if len(form) >= _GRAM:
+                self.by_gram.setdefault(form[:_GRAM], []).append(form)
+        self.count = len(forms)
+
+    def found_in(self, text: str) -> list[str]:
+        """The forms that occur in ``text``."""
+        found = [f for f in self.short if f in text]
+        if not self.by_gram or len(text) < _GRAM:
+            return found
+        if len(text) > 8 * self.count:
+            # A long text and few forms: searching for each form is cheaper than the grams.
+            return found + [f for fs in self.by_gram.values() for f in fs if f in text]
+        grams = {text[i : i + _GRAM] for i in range(len(text) - _GRAM + 1)}
+        starts = grams & self.by_gram.keys()
+        return found + [f for g in starts for f in self.by_gram[g] if f in text]
+
+
+class _Registry:
+    """The secrets the configuration holds (Keystone passwords, application credential
+    secrets, broker passwords and URLs, the Slack token), registered once when they are
+    loaded, so every output masks them without each caller having to pass them along."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._secrets: frozenset[str] = frozenset()
+        self._forms: _Forms | None = _Forms(())
+
+    def add(self, values: Iterable[str | None]) -> None:
+        with self._lock:
+            more = {v for v in values if v and len(v) >= MIN_SECRET_CHARS} - self._secrets
+            if more:
+                self._secrets |= more
+                self._forms = None  # built again on the next use, not once per cloud loaded
+
+    def restore(self, secrets: frozenset[str]) -> None:
+        with self._lock:
+            self._secrets = secrets
+            self._forms = None
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        return self._secrets
+
+    def forms(self) -> _Forms:
+        with self._lock:
+            if self._forms is None:
+                self._forms = _Forms(self._secrets)
+            return self._forms
+
+
+_REGISTRY = _Registry()
 
 
 def add_secrets(values: Iterable[str | None]) -> None:
     """Remember secrets for every later :func:`redact` call in this process."""
-    with _KNOWN_LOCK:
-        _KNOWN.update(v for v in values if v and len(v) >= MIN_SECRET_CHARS)
+    _REGISTRY.add(values)
 
 
 def known_secrets() -> frozenset[str]:
     """The secrets registered with :func:`add_secrets`."""
-    with _KNOWN_LOCK:
-        return frozenset(_KNOWN)
+    return _REGISTRY.secrets
+
+
+def restore_secrets(secrets: frozenset[str]) -> None:
+    """Make ``secrets`` the registered ones again: for tests that register their own."""
+    _REGISTRY.restore(secrets)
 
 
 # Userinfo runs to the *last* "@" of the URL: a raw password may hold "/", "@" or ":"
@@ -98,18 +177,6 @@ def _mask_value(match: re.Match[str]) -> str:
     return head + MASK
 
 
-def _spellings(secret: str) -> set[str]:
-    """The forms a known secret takes in output: as is, URL-encoded, JSON- or repr-escaped."""
-    return {
-        secret,
-        urllib.parse.quote(secret, safe=""),
-        urllib.parse.quote(secret),
-        urllib.parse.quote_plus(secret),
-        json.dumps(secret)[1:-1],
-        repr(secret)[1:-1],
-    }
-
-
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with the given secrets, then anything shaped like a credential, masked.
 
@@ -125,10 +192,11 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     >>> redact('{"password": "correct horse battery"}')
     '{"password": "***"}'
     """
-    every = {form for s in secrets if s for form in _spellings(s)}
-    every |= {form for s in known_secrets() for form in _spellings(s)}
-    for secret in sorted(every, key=len, reverse=True):
-        text = text.replace(secret, MASK)
+    found = set(_REGISTRY.forms().found_in(text))
+    if secrets:
+        found.update(_Forms(secrets).found_in(text))
+    for form in sorted(found, key=len, reverse=True):
+        text = text.replace(form, MASK)
     text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
     text = _BROKER_URL.sub(lambda m: m.group(0).split("://", 1)[0] + "://<redacted>", text)
     text = _BARE_USERINFO.sub(f"{MASK}@", text)

@@ -38,7 +38,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if key.startswith(("OS_", "E2E_SLACK")):
             monkeypatch.delenv(key)
     # Secrets registered here must not mask words in other tests of this process.
-    monkeypatch.setattr(redact, "_KNOWN", set())
+    monkeypatch.setattr(redact, "_REGISTRY", redact._Registry())
     monkeypatch.chdir(tmp_path)
 
 

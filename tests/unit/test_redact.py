@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import random
+import string
 from collections.abc import Iterator
 
 import pytest
@@ -137,9 +139,7 @@ def registry() -> Iterator[None]:
     """The process-wide registry, emptied again afterwards so tests do not leak into each other."""
     saved = redact_module.known_secrets()
     yield
-    with redact_module._KNOWN_LOCK:
-        redact_module._KNOWN.clear()
-        redact_module._KNOWN.update(saved)
+    redact_module.restore_secrets(saved)
 
 
 @pytest.mark.usefixtures("registry")
@@ -199,3 +199,36 @@ def test_exceptions_become_one_redacted_line() -> None:
     assert describe(TimeoutError()) == "TimeoutError"
     assert message(ValueError("bad\npassword=hunter2")) == f"bad password={MASK}"
     assert message(TimeoutError()) == "TimeoutError"
+
+
+def _every_form(secrets: list[str]) -> list[str]:
+    """What the index stands in for: every spelling of every secret, searched one by one."""
+    return sorted(
+        {form for s in secrets for form in redact_module._spellings(s)}, key=len, reverse=True
+    )
+
+
+@pytest.mark.parametrize("padding", [0, 1, 3, 200, 5000], ids=lambda n: f"pad{n}")
+def test_the_form_index_finds_what_a_search_for_every_form_finds(padding: int) -> None:
+    rng = random.Random(padding)
+    alphabet = string.ascii_letters + string.digits + " /@:%+'\"\\!"
+    # Many secrets, some sharing their first characters, a few shorter than the index's grams.
+    secrets = ["".join(rng.choice(alphabet) for _ in range(rng.randint(4, 24))) for _ in range(300)]
+    secrets += [f"Pa55{i}word" for i in range(20)] + ["ab", "x!"]
+    forms = redact_module._Forms(secrets)
+    for _ in range(200):
+        planted = rng.sample(_every_form(secrets), rng.randint(0, 3))
+        filler = "".join(rng.choice(alphabet) for _ in range(padding))
+        # A form may open or close the text: no prose around it.
+        text = filler.join(rng.choice([[], ["start"]]) + planted + rng.choice([[], ["end"]]))
+        expected = {f for f in _every_form(secrets) if f in text}
+        assert set(forms.found_in(text)) == expected, text
+
+
+@pytest.mark.usefixtures("registry")
+def test_a_secret_registered_after_a_redact_is_masked_from_then_on() -> None:
+    assert redact("token-free text: Zq9-late-secret") == "token-free text: Zq9-late-secret"
+    add_secrets(["Zq9-late-secret"])
+    assert redact("token-free text: Zq9-late-secret") == f"token-free text: {MASK}"
+    redact_module.restore_secrets(frozenset())
+    assert redact("token-free text: Zq9-late-secret") == "token-free text: Zq9-late-secret"

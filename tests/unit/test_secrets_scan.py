@@ -217,9 +217,7 @@ def known_secret() -> Iterator[None]:
     saved = redact.known_secrets()
     redact.add_secrets([KNOWN])
     yield
-    with redact._KNOWN_LOCK:
-        redact._KNOWN.clear()
-        redact._KNOWN.update(saved)
+    redact.restore_secrets(saved)
 
 
 @pytest.mark.usefixtures("known_secret")
