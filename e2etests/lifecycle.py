@@ -3,7 +3,9 @@
 Built on openstacksdk's typed proxies (``conn.compute``, ``conn.image``, ``conn.network``).
 Waiting is a bounded poll of our own rather than the SDK's ``wait_for_server``, because a
 failure must carry what the SDK's waiter drops: every status/task_state transition with
-its time, Nova's fault text and code, the request ids and the compute host.
+its time, Nova's fault text and code, the request ids and the compute host. Each status poll
+is read as JSON (:mod:`e2etests.server_poll`); the SDK's ``Server`` is built once, when the
+wait ends.
 
 Every wait (boot, console, delete) is a :func:`e2etests.waiting.poll` on a monotonic
 :class:`~e2etests.waiting.Deadline`; the retries of each poll and each HTTP request are cut to
@@ -46,7 +48,7 @@ from openstack.connection import Connection
 from openstack.image.v2.image import Image
 from openstack.network.v2.network import Network
 
-from e2etests import retry, waiting
+from e2etests import retry, server_poll, waiting
 from e2etests.config import CloudSettings
 from e2etests.errors import CheckFailed, ServerFault
 from e2etests.redact import message
@@ -245,7 +247,7 @@ class Lifecycle:
         # Servers seen gone (404 or a gone status): never deleted or waited for again.
         self._gone_ids: set[str] = set()
         # The newest view of the server being waited for, for the evidence of an interrupt.
-        self._last: Server | None = None
+        self._last: Server | server_poll.Look | None = None
         self._log: RequestLog | None = None
         self.global_request_id = f"req-{uuid.uuid4()}"
 
@@ -409,12 +411,13 @@ class Lifecycle:
         deadline = self._boot
         policy = self._retry_until(deadline)
         self._last = server
+        last: Server | server_poll.Look = server
         seen = False
         error: Exception | None = None
         with waiting.requests_within(deadline):
             for _ in waiting.poll(deadline, self.settings.poll_interval, self._pause):
                 try:
-                    server = policy(self.conn.compute.get_server, server.id)
+                    look = policy(server_poll.look, self.conn, server.id, server.microversion)
                 except Exception as exc:
                     # A poll lost to an API blip is a missed look, not a verdict: the
                     # deadline decides.
@@ -423,12 +426,12 @@ class Lifecycle:
                     error = exc
                     continue
                 error, seen = None, True
-                self._last = server
-                self._observe(server)
-                if server.status == "ACTIVE":
-                    return server
-                if server.status == "ERROR":
-                    raise self._failure(server, f"went ERROR during boot after {self._age():.1f} s")
+                self._last = last = look
+                self._observe(look)
+                if look.status == "ACTIVE":
+                    return look.server()
+                if look.status == "ERROR":
+                    raise self._failure(look, f"went ERROR during boot after {self._age():.1f} s")
         if error is not None and not seen:
             raise self._failure(
                 server,
@@ -438,8 +441,8 @@ class Lifecycle:
             )
         failed = f"; last poll failed: {type(error).__name__}" if error else ""
         raise self._failure(
-            server,
-            f"still {server.status}/{server.task_state or '-'} "
+            last,
+            f"still {last.status}/{last.task_state or '-'} "
             f"{self.settings.boot_timeout:g} s after create (boot_timeout){failed}",
         )
 
@@ -535,12 +538,12 @@ class Lifecycle:
                 except openstack.exceptions.NotFoundException:
                     self._gone_ids.add(server_id)
                     pending.remove(server_id)
-            last: dict[str, Server] = {}
+            last: dict[str, server_poll.Look] = {}
             error: Exception | None = None
             for _ in waiting.poll(deadline, self.settings.poll_interval, self._sleep):
                 for server_id in list(pending):
                     try:
-                        server = policy(self.conn.compute.get_server, server_id)
+                        server = policy(server_poll.look, self.conn, server_id, None)
                     except openstack.exceptions.NotFoundException:
                         server = None
                     except Exception as exc:
@@ -590,14 +593,15 @@ class Lifecycle:
     def _age(self) -> float:
         return self._monotonic() - (self._created_at or self._monotonic())
 
-    def _observe(self, server: Server) -> None:
+    def _observe(self, server: Server | server_poll.Look) -> None:
         status = str(server.status or "?")
         task_state = server.task_state
         last = self.transitions[-1] if self.transitions else None
         if last is None or (last.status, last.task_state) != (status, task_state):
             self.transitions.append(Transition(round(self._age(), 2), status, task_state))
 
-    def _failure(self, server: Server, what: str) -> CheckFailed:
+    def _failure(self, seen: Server | server_poll.Look, what: str) -> CheckFailed:
+        server = seen.server() if isinstance(seen, server_poll.Look) else seen
         ids = [f"global {self.global_request_id}"]
         if self._log is not None:
             create = self._log.last("POST", "/servers")

@@ -50,6 +50,8 @@ class Fault:
     create_anyway: bool = False
     #: Seconds after the request before that server shows up in lists and GETs.
     visible_after: float = 0.0
+    #: The body to answer with (JSON), instead of the stand-in's error message.
+    answer: Any = None
 
 
 @dataclasses.dataclass
@@ -81,6 +83,8 @@ class Seen:
     method: str
     path: str
     status: int
+    #: The compute microversion the request asked for, if any.
+    microversion: str | None = None
 
 
 class ComputeStandIn:
@@ -228,20 +232,22 @@ class ComputeStandIn:
         length = int(req.headers.get("Content-Length") or 0)
         body = json.loads(req.rfile.read(length)) if length else {}
         fault = self._take_fault(method, path)
+        asked = req.headers.get("OpenStack-API-Version")
         if fault is None:
             self._stopping.wait(self.delay)
             status, answer, headers = self._route(method, path, parse_qs(url.query), body)
             with self._lock:
-                self.requests.append(Seen(method, path, status))
+                self.requests.append(Seen(method, path, status, asked))
             self._send(req, status, answer, headers)
             return
         with self._lock:
-            self.requests.append(Seen(method, path, fault.status))
+            self.requests.append(Seen(method, path, fault.status, asked))
         if fault.create_anyway and method == "POST" and path.endswith("/servers"):
             self._create(body, time.monotonic() + fault.visible_after)
         self._stopping.wait(fault.delay)
         if fault.status:
-            self._send(req, fault.status, {"message": f"stand-in fault {fault.status}"}, {})
+            answer = fault.answer or {"message": f"stand-in fault {fault.status}"}
+            self._send(req, fault.status, answer, {})
         else:
             req.close_connection = True
 

@@ -237,6 +237,34 @@ def test_a_server_in_error_is_red_with_its_fault_and_history(api: ComputeStandIn
     assert api.alive() == []
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [{"servers": []}, {"server": "ACTIVE"}, {"server": {"id": "x", "status": 1}}, ["ACTIVE"]],
+    ids=["no-server-key", "server-not-an-object", "status-not-text", "a-list"],
+)
+def test_a_status_poll_without_a_server_in_its_answer_is_red_never_a_status(
+    api: ComputeStandIn, answer: object
+) -> None:
+    # A proxy answering 200 with something else must not pass for a boot that went well.
+    api.fail_next("GET", SERVER_PATH, Fault(200, answer=answer))
+    failure = _run_and_clean(_check(api))
+    assert failure is not None
+    assert "InvalidResponse" in failure.culprit
+    assert "holds no server object" in failure.culprit
+    assert api.alive() == []
+
+
+def test_the_status_polls_ask_with_the_creates_microversion(api: ComputeStandIn) -> None:
+    check = _check(api)
+    assert _run_and_clean(check) is None
+    create = next(r for r in api.requests if r.method == "POST" and r.path.endswith("/servers"))
+    path = f"/servers/{check.server_id}"
+    polls = [r for r in api.requests if r.method == "GET" and r.path.endswith(path)]
+    assert create.microversion is not None
+    assert polls
+    assert {r.microversion for r in polls[: api.boot_polls + 1]} == {create.microversion}
+
+
 # -- what counts as gone (item 11) ------------------------------------------------------------
 
 
