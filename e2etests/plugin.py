@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from e2etests import booting, redacting
+from e2etests import booting, redacting, steady_env
 from e2etests import config as e2e_config
 from e2etests.ahead import Ahead, Job
 from e2etests.checks.mq import probe_for
@@ -184,6 +184,8 @@ def pytest_configure(config: pytest.Config) -> None:
     # Every output of the run (terminal, junit.xml) goes through the redactor.
     redacting.register(config)
     _install_sigterm_handler(config)
+    # The look-ahead threads read os.environ on every request while pytest runs tests.
+    config.add_cleanup(steady_env.keep_current_test_var())
 
 
 def _install_sigterm_handler(config: pytest.Config) -> None:
