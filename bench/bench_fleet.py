@@ -16,7 +16,12 @@ For each fleet size, side by side in one run:
   process), more processes buy little but memory;
 - ``run``: the whole default run (one boot per cloud and its MQ checks) at the default
   workers, against ``floor``: a bare openstacksdk script doing the same boots (create,
-  ACTIVE, delete, gone) at the same concurrency, in threads of one process.
+  ACTIVE, delete, gone) at the same concurrency, in threads of one process;
+- ``--shards N``: N ``e2etests run --shard K/N`` processes side by side, then ``e2etests
+  merge``, against one unsharded run of the same entries. Every seventh entry names a flavor
+  the cloud lacks, so the verdict is not all green. Printed: wall of each, and whether the
+  merged exit status, verdict, counts and every cloud's verdict, culprit and check outcomes
+  equal the unsharded run's.
 
 For many simulated hosts on one cloud see ``bench/bench_many_hosts.py``; for shards and their
 merge, ``bench/bench_merge.py``.
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import os
 import pathlib
 import resource
@@ -135,6 +141,92 @@ def floor(concurrency: int) -> None:
             future.result()
 
 
+# -- shards and their merge ---------------------------------------------------------------
+
+
+def _mixed(fleet: pathlib.Path) -> pathlib.Path:
+    """``fleet`` with every seventh entry asking for a flavor its cloud lacks."""
+    import yaml
+
+    data = yaml.safe_load(fleet.read_text())
+    for i, name in enumerate(sorted(data["clouds"])):
+        if i % 7 == 3:
+            # The copies are one YAML node under aliases: change this entry's own copy.
+            entry = data["clouds"][name] = copy.deepcopy(data["clouds"][name])
+            entry["e2etests"]["flavor"] = "bench-no-such-flavor"
+    path = fleet.with_name(f"mixed-{fleet.name}")
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _said(report: pathlib.Path) -> dict[str, object]:
+    """What a run's summary.json says, without times and run ids."""
+    import json
+
+    summary = json.loads((report / "summary.json").read_text())
+    return {
+        "exit": summary["exit_status"],
+        "verdict": summary["verdict"],
+        "counts": summary["counts"],
+        "clouds": {
+            name: (
+                cloud["verdict"],
+                cloud["culprit"],
+                sorted((c["check"], c["outcome"]) for c in cloud["checks"]),
+            )
+            for name, cloud in summary["clouds"].items()
+        },
+    }
+
+
+def shards(env: dict[str, str], work: pathlib.Path, count: int, n: int, concurrent: int) -> None:
+    """N shard processes and a merge against one unsharded run of the same entries."""
+    env = {**env, "OS_CLIENT_CONFIG_FILE": str(_mixed(pathlib.Path(env["OS_CLIENT_CONFIG_FILE"])))}
+    whole = work / "unsharded"
+    started = time.monotonic()
+    subprocess.run(
+        _run(env, whole, "1", "--concurrent-boots", str(concurrent)),
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    unsharded = time.monotonic() - started
+    run_id = f"bench-shards-{os.getpid()}"
+    parts = [work / "shards" / str(k) for k in range(1, n + 1)]
+    started = time.monotonic()
+    procs = []
+    for k, part in enumerate(parts, start=1):
+        cmd = [
+            sys.executable, "-m", "e2etests", "run", "--shard", f"{k}/{n}", "--run-id", run_id,
+            "--workers", "1", "--report-dir", str(part), "--", "-q", "-p", "no:cacheprovider",
+            "--concurrent-boots", str(max(1, concurrent // n)),
+        ]  # fmt: skip
+        procs.append(
+            subprocess.Popen(
+                cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        )
+    for proc in procs:
+        proc.wait()
+    sharded = time.monotonic() - started
+    merged = work / "merged"
+    started = time.monotonic()
+    subprocess.run(
+        [sys.executable, "-m", "e2etests", "merge", "--report-dir", str(merged), *map(str, parts)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    merging = time.monotonic() - started
+    same, whole_said = _said(merged) == _said(whole), _said(whole)
+    print(
+        f"  shards {n} processes x {max(1, concurrent // n)} at once: {sharded:6.1f} s wall, "
+        f"merge {merging:.2f} s; unsharded 1 x {concurrent}: {unsharded:6.1f} s wall; "
+        f"ratio {(sharded + merging) / unsharded:.2f}x"
+    )
+    print(
+        f"  merged == unsharded (exit, verdict, counts, every cloud's verdict, culprit and "
+        f"checks): {same}  [unsharded: exit {whole_said['exit']}, {whole_said['verdict']}, "
+        f"{whole_said['counts']}]"
+    )
+
+
 # -- the driver ---------------------------------------------------------------------------
 
 
@@ -148,6 +240,7 @@ def main() -> None:
     parser.add_argument("--mq", default="1x8,1x32,4x8,autox8", help="WORKERSxCONCURRENT,...")
     parser.add_argument("--run", default="autox8", help="the whole run: WORKERSxCONCURRENT,...")
     parser.add_argument("--no-boots", action="store_true", help="only the MQ runs")
+    parser.add_argument("--shards", type=int, default=0, help="N shards and a merge (0: none)")
     parser.add_argument("--floor", type=int, help=argparse.SUPPRESS)
     ns = parser.parse_args()
     if ns.floor:
@@ -188,6 +281,8 @@ def main() -> None:
         )
         if ratios:
             print(f"  mq   against {first}: {ratios}")
+        if ns.shards:
+            shards(env, work, count, ns.shards, 32)
         if ns.no_boots:
             continue
         for combo in ns.run.split(","):
