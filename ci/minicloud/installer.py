@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -21,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from layout import HERE, Layout, MinicloudError, requirements
+
+#: Where Debian's python3-venv keeps the wheels ensurepip installs (not in ensurepip itself).
+DEBIAN_WHEELS = Path("/usr/share/python-wheels")
 
 VENVS = ("openstack", "neutron")
 # Pinned so that a new uv release cannot change what the venvs resolve to.
@@ -106,13 +110,35 @@ def _pip_config_listing() -> str:
     # The interpreter the venvs are made from sees the same config files and variables
     # as the pip inside them would.
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "config", "list"],
+        [*system_pip(), "config", "list"],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
     return proc.stdout if proc.returncode == 0 else ""
+
+
+def _has_pip() -> bool:
+    return importlib.util.find_spec("pip") is not None
+
+
+def system_pip() -> list[str]:
+    """pip for the interpreter the venvs are made from: its own, or, on a new Debian machine
+    (python3-pip is not installed; python3-venv is), the pip wheel python3-venv ships, run
+    from the wheel itself."""
+    if _has_pip():
+        return [sys.executable, "-m", "pip"]
+    try:
+        # Not at the top: without python3-venv it is missing until ensure_packages ran.
+        import ensurepip
+    except ImportError:
+        return [sys.executable, "-m", "pip"]  # fails with pip's own message
+    for folder in (Path(ensurepip.__file__).parent / "_bundled", DEBIAN_WHEELS):
+        wheels = sorted(folder.glob("pip-*.whl"))
+        if wheels:
+            return [sys.executable, str(wheels[-1] / "pip")]
+    return [sys.executable, "-m", "pip"]
 
 
 def _uv_version(binary: Path) -> str | None:
@@ -139,9 +165,7 @@ def find_uv(lay: Layout) -> tuple[Path | None, str]:
         # pip fetches it, so it comes from wherever pip is configured to look.
         proc = subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "pip",
+                *system_pip(),
                 "download",
                 "--quiet",
                 "--no-deps",

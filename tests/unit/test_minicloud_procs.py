@@ -218,6 +218,45 @@ def test_without_pip_settings_uv_still_picks_versions_as_pip_does() -> None:
     assert opts.env == {}
 
 
+def _runs(command: list[str]) -> str:
+    out = subprocess.run(
+        [*command, "--version"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_an_interpreter_without_pip_runs_pip_from_its_bundled_wheel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A new Debian machine: python3 and python3-venv, no python3-pip.
+    monkeypatch.setattr(installer, "_has_pip", lambda: False)
+    command = installer.system_pip()
+    assert command[0] == sys.executable
+    assert command[1].endswith(".whl/pip")
+    assert _runs(command).startswith("pip ")
+
+
+def test_debians_interpreter_without_pip_runs_the_wheel_python3_venv_ships(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import ensurepip
+
+    bundled = sorted((Path(ensurepip.__file__).parent / "_bundled").glob("pip-*.whl"))
+    if not bundled:
+        pytest.skip("this interpreter bundles no pip wheel to copy")
+    # Debian's ensurepip has no _bundled folder: its wheels are in /usr/share/python-wheels.
+    debian = tmp_path / "python-wheels"
+    debian.mkdir()
+    (debian / bundled[-1].name).write_bytes(bundled[-1].read_bytes())
+    monkeypatch.setattr(installer, "_has_pip", lambda: False)
+    monkeypatch.setattr(installer, "DEBIAN_WHEELS", debian)
+    monkeypatch.setattr(ensurepip, "__file__", str(tmp_path / "ensurepip" / "__init__.py"))
+    command = installer.system_pip()
+    assert command[1] == str(debian / bundled[-1].name / "pip")
+    assert _runs(command).startswith("pip ")
+
+
 def test_forkrun_runs_each_command_line_and_stops_at_the_first_failure(tmp_path: Path) -> None:
     runner = [sys.executable, str(MINICLOUD / "forkrun.py"), "pytest"]
     ok = subprocess.run(
