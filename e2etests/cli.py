@@ -261,7 +261,9 @@ def _add_watch_parsers(sub: argparse._SubParsersAction[_Parser]) -> None:
         type=_seconds(10, 86400),
         default=loop.DEFAULT_BOOT_EVERY,
         metavar="S",
-        help=f"seconds between canary boots (default {loop.DEFAULT_BOOT_EVERY:g})",
+        help=f"seconds between canary boots (default {loop.DEFAULT_BOOT_EVERY:g}); a cloud "
+        f"whose boot is red boots {loop.RED_BOOTS_FASTER}x as often, at most once an interval, "
+        "until it has recovered",
     )
     watch.add_argument(
         "--listen",

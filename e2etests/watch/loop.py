@@ -1,7 +1,10 @@
 """The watch loop: every cloud's checks on a schedule, in one long-lived process.
 
 Per cloud, two *lanes*: the cheap MQ checks every ``interval``, and a canary boot every
-``boot_every`` (the first boots staggered across clouds) and at once after a drain. The
+``boot_every`` (the first boots staggered across clouds) and at once after a drain. While a
+cloud's boot is red, and until it has recovered, it boots more often (:func:`boot_period`):
+recovery takes a number of passing boots, and at ``boot_every`` alone that would keep a fixed
+cloud red for two boot periods (10 min by default). The
 lanes are apart because a boot takes longer than an interval on a real cloud: in one lane the
 cheap checks went stale behind every boot, and the gate closed on a healthy cloud. A lane
 runs one round at a time, on a bounded pool of daemon threads, so rounds never pile up. When a
@@ -47,6 +50,7 @@ __all__ = [
     "Runner",
     "Schedule",
     "Watcher",
+    "boot_period",
     "interval_warning",
     "plan_for",
     "round_waits",
@@ -65,6 +69,18 @@ MAX_THREADS = 32
 SWEEP_BUDGET = 90.0
 #: Shortest pause of the scheduler, seconds.
 MIN_PAUSE = 0.05
+#: While its boot is red, a cloud boots this many times as often (never more often than once
+#: an interval): a recovery is seen within minutes, and a broken cloud gets a boot a minute at
+#: the defaults, not one every 30 s.
+RED_BOOTS_FASTER = 5
+
+
+def boot_period(schedule: Schedule, *, red: bool) -> float:
+    """Seconds from the end of a cloud's boot round to its next: ``boot_every``, or while its
+    boot is red or recovering, ``boot_every / RED_BOOTS_FASTER`` but at least ``interval``."""
+    if not red:
+        return schedule.boot_every
+    return min(schedule.boot_every, max(schedule.interval, schedule.boot_every / RED_BOOTS_FASTER))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,6 +422,13 @@ class Watcher:
                 return  # a check not begun is not begun: no new boot after a stop
             outcome = self._run_check(name, check, drained_at)
             self._record(outcome, started=started)
+        if lane.boots:
+            with self._lock:
+                states = (self.state.checks.get((name, c)) for c in round_.checks)
+                red = any(state is not None and state.red for state in states)
+                if red:
+                    soon = self.clock() + boot_period(self.schedule, red=True)
+                    lane.next_due = min(lane.next_due, soon)
 
     def _sweep(self, cloud: str) -> None:
         try:

@@ -14,7 +14,14 @@ import pytest
 from e2etests.booting import CANARY, LIFECYCLE
 from e2etests.checks import CheckOutcome, Status
 from e2etests.checks.mq import CONSUMERS, HEARTBEATS, RPC_PING
-from e2etests.watch.loop import Plan, Schedule, Watcher, interval_warning, round_waits
+from e2etests.watch.loop import (
+    Plan,
+    Schedule,
+    Watcher,
+    boot_period,
+    interval_warning,
+    round_waits,
+)
 from e2etests.watch.state import Event, EventKind, Light
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
@@ -258,6 +265,48 @@ def test_a_drain_boots_at_once_with_the_drain_time_and_a_longer_budget(clock: Cl
     assert w.gate().open
     w.stop()
     w.shutdown()
+
+
+def test_a_red_boot_is_booted_again_sooner_until_it_has_recovered(clock: Clock) -> None:
+    events: list[Event] = []
+    runner = FakeRunner(fail={"mq.canary": Status.FAILED})
+    w = watcher(runner, clock, events=events)  # interval 10, boot_every 100
+    w.tick()
+    wait_until(idle(w))
+    assert w.state.checks[("c1", "mq.canary")].red
+    assert w.lanes["c1"].boot.next_due == 20  # boot_every / 5, not 100
+    runner.fail.clear()  # fixed
+    boots = []
+    for t in (20, 40):
+        clock.t = t
+        w.tick()
+        wait_until(idle(w))
+        boots.append(sum(1 for c in runner.calls if c[1] == "mq.canary"))
+    assert boots == [2, 3]
+    assert [e.kind for e in events if e.check == "mq.canary"] == [
+        EventKind.TURNED_RED,
+        EventKind.RECOVERED,
+    ]
+    # Green again: back to boot_every.
+    assert w.lanes["c1"].boot.next_due == 140
+    w.stop()
+    w.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("interval", "boot_every", "red", "expected"),
+    [
+        (30, 300, False, 300),
+        (30, 300, True, 60),  # the defaults: a boot a minute while red
+        (30, 100, True, 30),  # never more often than once an interval
+        (30, 20, True, 20),  # nor less often than boot_every
+    ],
+)
+def test_the_boot_period_while_red(
+    interval: float, boot_every: float, red: bool, expected: float
+) -> None:
+    schedule = Schedule(interval=interval, boot_every=boot_every)
+    assert boot_period(schedule, red=red) == expected
 
 
 def test_a_check_that_raises_is_could_not_measure_without_its_secret(clock: Clock) -> None:
