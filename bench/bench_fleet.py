@@ -179,7 +179,7 @@ def _said(report: pathlib.Path) -> dict[str, object]:
     }
 
 
-def shards(env: dict[str, str], work: pathlib.Path, count: int, n: int, concurrent: int) -> None:
+def shards(env: dict[str, str], work: pathlib.Path, n: int, concurrent: int) -> None:
     """N shard processes and a merge against one unsharded run of the same entries."""
     env = {**env, "OS_CLIENT_CONFIG_FILE": str(_mixed(pathlib.Path(env["OS_CLIENT_CONFIG_FILE"])))}
     whole = work / "unsharded"
@@ -190,6 +190,7 @@ def shards(env: dict[str, str], work: pathlib.Path, count: int, n: int, concurre
     )  # fmt: skip
     unsharded = time.monotonic() - started
     run_id = f"bench-shards-{os.getpid()}"
+    each = max(1, concurrent // n)
     parts = [work / "shards" / str(k) for k in range(1, n + 1)]
     started = time.monotonic()
     procs = []
@@ -197,7 +198,7 @@ def shards(env: dict[str, str], work: pathlib.Path, count: int, n: int, concurre
         cmd = [
             sys.executable, "-m", "e2etests", "run", "--shard", f"{k}/{n}", "--run-id", run_id,
             "--workers", "1", "--report-dir", str(part), "--", "-q", "-p", "no:cacheprovider",
-            "--concurrent-boots", str(max(1, concurrent // n)),
+            "--concurrent-boots", str(each),
         ]  # fmt: skip
         procs.append(
             subprocess.Popen(
@@ -214,9 +215,10 @@ def shards(env: dict[str, str], work: pathlib.Path, count: int, n: int, concurre
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
     )  # fmt: skip
     merging = time.monotonic() - started
-    same, whole_said = _said(merged) == _said(whole), _said(whole)
+    whole_said = _said(whole)
+    same = _said(merged) == whole_said
     print(
-        f"  shards {n} processes x {max(1, concurrent // n)} at once: {sharded:6.1f} s wall, "
+        f"  shards {n} processes x {each} at once: {sharded:6.1f} s wall, "
         f"merge {merging:.2f} s; unsharded 1 x {concurrent}: {unsharded:6.1f} s wall; "
         f"ratio {(sharded + merging) / unsharded:.2f}x"
     )
@@ -282,7 +284,7 @@ def main() -> None:
         if ratios:
             print(f"  mq   against {first}: {ratios}")
         if ns.shards:
-            shards(env, work, count, ns.shards, 32)
+            shards(env, work, ns.shards, 32)
         if ns.no_boots:
             continue
         for combo in ns.run.split(","):

@@ -127,18 +127,13 @@ def system_pip() -> list[str]:
     """pip for the interpreter the venvs are made from: its own, or, on a new Debian machine
     (python3-pip is not installed; python3-venv is), the pip wheel python3-venv ships, run
     from the wheel itself."""
-    if _has_pip():
-        return [sys.executable, "-m", "pip"]
-    try:
-        # Not at the top: without python3-venv it is missing until ensure_packages ran.
-        import ensurepip
-    except ImportError:
-        return [sys.executable, "-m", "pip"]  # fails with pip's own message
-    for folder in (Path(ensurepip.__file__).parent / "_bundled", DEBIAN_WHEELS):
-        wheels = sorted(folder.glob("pip-*.whl"))
-        if wheels:
-            return [sys.executable, str(wheels[-1] / "pip")]
-    return [sys.executable, "-m", "pip"]
+    if not _has_pip():
+        bundled = _bundled_folder()
+        for folder in ([bundled] if bundled else []) + [DEBIAN_WHEELS]:
+            wheels = sorted(folder.glob("pip-*.whl"))
+            if wheels:
+                return [sys.executable, str(wheels[-1] / "pip")]
+    return [sys.executable, "-m", "pip"]  # without any pip, it fails with its own message
 
 
 def _uv_version(binary: Path) -> str | None:
@@ -199,14 +194,20 @@ def find_uv(lay: Layout) -> tuple[Path | None, str]:
     return fetched, ""
 
 
-def _seed_wheels() -> list[Path]:
-    """The pip and setuptools wheels `python3 -m venv` would install (absent on Debian)."""
+def _bundled_folder() -> Path | None:
+    """ensurepip's own folder of wheels (absent on Debian); None without ensurepip."""
     try:
         # Not at the top: without python3-venv it is missing until ensure_packages ran.
         import ensurepip
     except ImportError:
-        return []
-    return sorted((Path(ensurepip.__file__).parent / "_bundled").glob("*.whl"))
+        return None
+    return Path(ensurepip.__file__).parent / "_bundled"
+
+
+def _seed_wheels() -> list[Path]:
+    """The pip and setuptools wheels `python3 -m venv` would install (absent on Debian)."""
+    folder = _bundled_folder()
+    return sorted(folder.glob("*.whl")) if folder else []
 
 
 def _uv_steps(uv: Path, opts: UvOptions, venv: Path, targets: list[str]) -> list[Step]:
