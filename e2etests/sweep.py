@@ -2,13 +2,16 @@
 
 A server is a leftover only if all of these hold: its name starts with ``e2e-``, it carries
 the harness's metadata mark (``e2etests-run``), and it is older than ``--older-than``.
-Anything else is never touched, whatever its name. ``--dry-run`` lists without deleting.
+Anything else is never touched, whatever its name. ``--run-id`` and ``--name`` narrow it
+further: the watcher sweeps, at its start, only the canaries of the cloud entry it starts, so
+that two entries on one project never take each other's live servers. ``--dry-run`` lists
+without deleting.
 A server Nova already counts as deleted (``SOFT_DELETED``, on a cloud with
 ``reclaim_instance_interval``) is gone by the same rule as the lifecycle check's
 (:func:`e2etests.lifecycle.counts_as_gone`): neither selected nor waited for.
 
 Usage: ``e2etests sweep [--clouds NAMES] [--older-than AGE] [--run-id ID] [--dry-run]
-[--reset-stuck] [--timeout AGE]``,
+[--name REGEX] [--reset-stuck] [--timeout AGE]``,
 or ``python -m e2etests.sweep ...``.
 """
 
@@ -71,14 +74,23 @@ def parse_age(value: str) -> float:
     return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
 
 
+def _name_pattern(value: str) -> re.Pattern[str]:
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"not a regular expression: {value!r} ({exc})") from None
+
+
 def select_leftovers(
     servers: Iterable[Leftover],
     *,
     now: dt.datetime,
     older_than: float,
     run_id: str | None = None,
+    name: re.Pattern[str] | None = None,
 ) -> list[Leftover]:
-    """Servers that are the harness's own (prefix *and* mark) and old enough; sorted by name."""
+    """Servers that are the harness's own (prefix *and* mark) and old enough, of ``run_id``
+    and with a whole name matching ``name`` when given; sorted by name."""
     cutoff = now - dt.timedelta(seconds=older_than)
     chosen = [
         s
@@ -86,6 +98,7 @@ def select_leftovers(
         if s.name.startswith(NAME_PREFIX)
         and s.run_id
         and (run_id is None or s.run_id == run_id)
+        and (name is None or name.fullmatch(s.name) is not None)
         and not counts_as_gone(s.status)
         # Unknown age is not "old": a server we cannot date is left alone.
         and s.created_at is not None
@@ -120,6 +133,7 @@ def _sweep_cloud(
             now=now(),
             older_than=args.older_than,
             run_id=args.run_id,
+            name=args.name,
         )
         verb = "would delete" if args.dry_run else "deleting"
         for s in found:
@@ -221,6 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="only the clouds of shard K of N, as `e2etests run --shard K/N` chose them",
     )
     parser.add_argument("--run-id", default=None, help="only servers of this run")
+    parser.add_argument(
+        "--name",
+        type=_name_pattern,
+        metavar="REGEX",
+        help="only servers whose whole name matches this regular expression",
+    )
     parser.add_argument("--dry-run", action="store_true", help="list, do not delete")
     parser.add_argument(
         "--reset-stuck",

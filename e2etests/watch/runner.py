@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import re
 import secrets
 import threading
 import time
@@ -40,8 +41,10 @@ from e2etests.mq.probe import ROUND_SHARE, MQProbe
 from e2etests.redact import redact_line
 from e2etests.waiting import stoppable
 
-__all__ = ["CloudRunner"]
+__all__ = ["CloudRunner", "canaries_of", "canary_name"]
 
+#: Random bytes that make each canary's name unique, written in hex.
+CANARY_TAG_BYTES = 3
 #: Seconds the start-up sweep waits for each cloud's deletes.
 SWEEP_TIMEOUT = 60.0
 #: A queue's sample serves as the next round's first one when at most this many intervals
@@ -59,6 +62,17 @@ class _Kept:
     active: int = 0
     retired: list[Cloud] = dataclasses.field(default_factory=list)
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
+
+
+def canary_name(run_id: str, slug: str) -> str:
+    # Unique per boot: a canary's lost create is looked up by its name.
+    return f"{run_prefix(run_id)}{slug}-{secrets.token_hex(CANARY_TAG_BYTES)}"
+
+
+def canaries_of(run_id: str, slug: str) -> str:
+    """A regex for the whole name of every canary :func:`canary_name` gives this cloud entry,
+    and no other: entry ``a``'s never matches entry ``a-b``'s ``e2e-watch-a-b-0f1e2d``."""
+    return f"{re.escape(run_prefix(run_id) + slug)}-[0-9a-f]{{{2 * CANARY_TAG_BYTES}}}"
 
 
 class CloudRunner:
@@ -97,8 +111,7 @@ class CloudRunner:
         return None if window is None else window.closes
 
     def server_name(self, cloud: Cloud) -> str:
-        # Unique per boot: a canary's lost create is looked up by its name.
-        return f"{run_prefix(self.run_id)}{cloud.slug}-{secrets.token_hex(3)}"
+        return canary_name(self.run_id, cloud.slug)
 
     def run(
         self, cloud: str, check: str, *, drained_at: dt.datetime | None, stop: threading.Event
@@ -157,8 +170,11 @@ class CloudRunner:
         return OBSERVATIONS[check](probe)
 
     def sweep(self, cloud: str) -> list[str]:
-        """Delete this watcher's canaries a killed watcher left: prefix, mark and run id, as
-        ``e2etests sweep`` selects them, of any age (no watcher of this run id runs now)."""
+        """Delete the canaries a killed watcher left on this cloud entry: prefix, mark and run
+        id, as ``e2etests sweep`` selects them, of any age (no watcher of this run id runs
+        now), named for this entry only. Two entries may share one project (one per
+        availability zone, say): a sweep of any watch canary there would delete the other
+        entry's live one, and turn its boot red."""
         out, err = io.StringIO(), io.StringIO()
         sweep.main(
             [
@@ -166,6 +182,8 @@ class CloudRunner:
                 cloud,
                 "--run-id",
                 self.run_id,
+                "--name",
+                canaries_of(self.run_id, self._kept[cloud].cloud.slug),
                 "--older-than",
                 "0s",
                 "--timeout",

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import pathlib
+import re
 from collections.abc import Iterator
 
 import pytest
 
-from e2etests import sweep
+from e2etests import config, sweep
 from e2etests.errors import ExitStatus
 from e2etests.lifecycle import MARK_KEY
+from e2etests.watch.runner import CloudRunner, canaries_of, canary_name
 from tests.compute_standin import SERVER_PATH, ComputeStandIn, Fault
 
 
@@ -136,3 +138,56 @@ def test_a_bad_argument_is_one_line_and_exit_2_with_nothing_done(
     assert out.startswith("e2etests sweep: ")
     assert out.rstrip().endswith("(see e2etests sweep --help)")
     assert api.requests == []
+
+
+def test_the_watchers_start_sweep_takes_only_its_own_entrys_canaries(
+    api: ComputeStandIn, tmp_path: pathlib.Path
+) -> None:
+    # Two entries on one project (one per availability zone, say): a watcher starting on one
+    # must not delete the other's canary, live under a watcher that runs on.
+    text = (tmp_path / "clouds.yaml").read_text()
+    entry = text.split("clouds:\n", 1)[1]
+    twins = (entry.replace("  standin:", f"  {name}:", 1) for name in ("standin-b", "s"))
+    (tmp_path / "clouds.yaml").write_text(text + "".join(twins))
+    runner = CloudRunner(config.load_targets(), run_id="watch")
+    try:
+        mine = api.add_server(canary_name("watch", "standin"), {MARK_KEY: "watch"}, minutes_old=0)
+        theirs = api.add_server(
+            canary_name("watch", "standin-b"), {MARK_KEY: "watch"}, minutes_old=0
+        )
+        other_run = api.add_server(
+            canary_name("nightly", "standin"), {MARK_KEY: "nightly"}, minutes_old=0
+        )
+        said = runner.sweep("standin")
+        assert {s.id for s in api.alive()} == {theirs, other_run}, said
+        assert said[-1] == "standin: 1 leftover(s) deleted"
+        assert runner.sweep("s")[-1] == "s: 0 leftover(s)"  # a prefix of another's name
+        assert runner.sweep("standin-b")[-1] == "standin-b: 1 leftover(s) deleted"
+        assert {s.id for s in api.alive()} == {other_run}
+        assert mine not in {s.id for s in api.alive()}
+    finally:
+        runner.close()
+
+
+@pytest.mark.parametrize(
+    ("slug", "name", "owned"),
+    [
+        ("a", canary_name("watch", "a"), True),
+        ("a", canary_name("watch", "a-b"), False),
+        ("a-b", canary_name("watch", "a"), False),
+        ("a", canary_name("w2", "a"), False),
+        ("a", "e2e-watch-a-0f1e2d-x", False),
+        ("a.b", "e2e-watch-aXb-0f1e2d", False),
+    ],
+)
+def test_canaries_of_matches_its_entrys_names_only(slug: str, name: str, owned: bool) -> None:
+    assert (re.fullmatch(canaries_of("watch", slug), name) is not None) is owned
+
+
+def test_a_bad_name_pattern_is_one_line_and_exit_2(api: ComputeStandIn) -> None:
+    left = api.add_server("e2e-r1-standin-lc", {MARK_KEY: "r1"}, minutes_old=120)
+    status, out = _sweep("--name", "e2e-(", "--older-than", "0")
+    assert status == ExitStatus.USAGE_ERROR
+    assert out.startswith("e2etests sweep: argument --name: not a regular expression: 'e2e-('")
+    assert len(out.splitlines()) == 1
+    assert [s.id for s in api.alive()] == [left]
