@@ -2,6 +2,7 @@
 
     export OS_CLIENT_CONFIG_FILE=~/.cache/e2etests-minicloud/clouds.yaml
     .venv/bin/python bench/bench_watch.py cost [--rounds 10]
+    .venv/bin/python bench/bench_watch.py listener [--rounds 12]
     .venv/bin/python bench/bench_watch.py red [--repeat 3] [--interval 10]
     .venv/bin/python bench/bench_watch.py soak [--minutes 20] [--restart-every 120]
     .venv/bin/python bench/bench_watch.py --interval 30 memory [--copies 200] [--minutes 30]
@@ -13,6 +14,11 @@ same observations (every check reads for itself, two samples 3 s apart, a child 
 Rounds are ``--interval`` apart, and the CPU the helpers spend between them is charged to the
 rounds. Printed per round: HTTP requests (every request, the management API's included), the
 harness's CPU and the ping processes' CPU.
+
+``listener``: the ping keeper's own CPU per ``--interval`` with one sweep of the first cloud's
+RPC servers in it, side by side in one run: the keeper as the watcher runs it, and the same
+keeper with oslo's reply listener left as oslo ships it (it polls again 1 ms after each reply,
+doubling up to 5 s). Both are sent the same sweeps at the same moments.
 
 ``red``: ``e2etests watch`` in a child; once its gate is open, nova-compute's broker moves
 (``fault broker-moved nova-compute``) and the gate is asked every 0.25 s until it answers 503
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import itertools
 import json
 import os
@@ -160,6 +167,70 @@ def cost(ns: argparse.Namespace) -> None:
             f"  watcher/one-shot: requests {watch['requests'] / once['requests']:.2f}x, "
             f"CPU {ratio:.2f}x  (targets: <= 6 requests, <= 20 ms CPU per cloud and round)"
         )
+
+
+# -- listener -----------------------------------------------------------------------------
+
+#: The keeper, as the harness starts it; ``{quiet}`` chooses whether oslo's listener is tuned.
+KEEPER = """import sys
+from e2etests.mq import pingkeeper
+if not {quiet}:
+    pingkeeper.quiet_reply_listener = lambda: None
+pingkeeper.serve(sys.stdin, sys.stdout)
+"""
+
+
+def listener(ns: argparse.Namespace) -> None:
+    from e2etests.checks.mq import probe_for
+
+    cloud = Cloud(config.load_targets([ns.clouds[0]])[0])
+    probe = probe_for(cloud, None)
+    if probe is None or probe.settings.transport_url is None:
+        raise SystemExit(f"{cloud.id}: no transport URL in its e2etests.mq block")
+    targets = [dataclasses.asdict(t) for t in probe.ping_targets(probe.services())]
+    url = probe.settings.transport_url.reveal()
+    keepers = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", KEEPER.format(quiet=quiet)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for name, quiet in (("as the watcher runs it", True), ("oslo's listener as shipped", False))
+    }
+
+    def sweep_all(i: int) -> None:
+        for proc in keepers.values():
+            assert proc.stdin is not None
+            proc.stdin.write(json.dumps({"id": i, "url": url, "timeout": 5.0, "targets": targets}))
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+        for name, proc in keepers.items():
+            assert proc.stdout is not None
+            answer = json.loads(proc.stdout.readline())
+            if not all(r.get("ok") for r in answer.get("results", [{}])):
+                raise SystemExit(f"keeper {name}: a ping failed: {answer}")
+
+    sweep_all(0)  # the transports are made: paid once per watch
+    time.sleep(ns.interval)
+    before = {name: _proc_cpu(p.pid) for name, p in keepers.items()}
+    for i in range(1, ns.rounds + 1):
+        sweep_all(i)
+        time.sleep(ns.interval)
+    used = {n: 1000 * (_proc_cpu(p.pid) - before[n]) / ns.rounds for n, p in keepers.items()}
+    for proc in keepers.values():
+        assert proc.stdin is not None
+        proc.stdin.close()
+        proc.wait(timeout=30)
+    print(
+        f"{cloud.id}: ping keeper CPU per {ns.interval:g} s with one sweep of {len(targets)} "
+        f"RPC servers, {ns.rounds} rounds (read in 10 ms ticks)"
+    )
+    for name, ms in used.items():
+        print(f"  {name:28} {ms:6.1f} ms")
+    tuned, shipped = used.values()
+    print(f"  ratio {tuned / shipped:.2f}x")
 
 
 # -- a watcher in a child -----------------------------------------------------------------
@@ -431,6 +502,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "reports" / "bench"))
     sub = parser.add_subparsers(dest="what", required=True)
     sub.add_parser("cost").add_argument("--rounds", type=int, default=10)
+    sub.add_parser("listener").add_argument("--rounds", type=int, default=12)
     sub.add_parser("red").add_argument("--repeat", type=int, default=3)
     s = sub.add_parser("soak")
     s.add_argument("--minutes", type=float, default=20.0)
@@ -441,7 +513,8 @@ def main() -> None:
     m.add_argument("--minutes", type=float, default=30.0)
     ns = parser.parse_args()
     pathlib.Path(ns.out).mkdir(parents=True, exist_ok=True)
-    {"cost": cost, "red": red, "soak": soak, "memory": memory}[ns.what](ns)
+    commands = {"cost": cost, "listener": listener, "red": red, "soak": soak, "memory": memory}
+    commands[ns.what](ns)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -132,3 +134,20 @@ def test_urls_beyond_the_cap_get_a_transport_per_sweep(monkeypatch: pytest.Monke
     assert sorted(kept.kept) == ["rabbit://a", "rabbit://b"]
     assert factory.made[2].closed.wait(5)
     assert not factory.made[0].closed.is_set()
+
+
+def test_the_keepers_reply_listeners_wait_a_second_after_a_reply_not_a_millisecond() -> None:
+    # In a child: the setting is oslo's process-wide module constant.
+    pytest.importorskip("oslo_messaging")
+    code = (
+        "import io, sys\n"
+        "from e2etests.mq import pingkeeper\n"
+        "pingkeeper.serve(io.StringIO(''), io.StringIO())\n"
+        "from oslo_messaging._drivers import amqpdriver\n"
+        "print(amqpdriver.ACK_REQUEUE_EVERY_SECONDS_MIN)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.split()[-1]) == pingkeeper.REPLY_POLL_MIN == 1.0
