@@ -488,6 +488,17 @@ def memory(ns: argparse.Namespace) -> None:
         "(target <= 200 MB, <= 10 MB growth over 1000 rounds)"
     )
     print(f"  could-not-measure notices: {len(unmeasured)}")
+    # Every cloud has booted once by one --boot-every: what grows after that is per round.
+    settled = [x for x in samples if x[0] >= ns.boot_every + ns.interval]
+    if len(settled) >= 3:
+        slope = statistics.linear_regression([x[0] for x in settled], [x[1] for x in settled])
+        per_round = slope.slope * ns.interval / 1024
+        print(
+            f"  after every cloud's first boot ({len(settled)} samples from "
+            f"{settled[0][0]:.0f} s): watcher RSS {settled[0][1] / 1024:.1f} -> "
+            f"{settled[-1][1] / 1024:.1f} MB, least-squares slope {per_round * 1000:+.1f} KB "
+            f"per round: {per_round * 1000:+.1f} MB if it held for 1000 rounds (a projection)"
+        )
     for t, own, tree_kib in samples[:: max(1, len(samples) // 10)]:
         print(f"    {t:6.0f} s  watcher {own / 1024:6.1f} MB  tree {tree_kib / 1024:6.1f} MB")
 
