@@ -5,7 +5,8 @@
     .venv/bin/python bench/bench_watch.py listener [--rounds 12]
     .venv/bin/python bench/bench_watch.py red [--repeat 3] [--interval 10]
     .venv/bin/python bench/bench_watch.py soak [--minutes 20] [--restart-every 120]
-    .venv/bin/python bench/bench_watch.py --interval 30 memory [--copies 200] [--minutes 30]
+    .venv/bin/python bench/bench_watch.py --interval 30 memory [--copies 200] [--minutes 30] \
+        [--variant NAME=VALUE]
 
 ``cost``: the cheap round of one cloud, as the watcher runs it (one reading of the services
 shared by the round's checks, the broker read once against the previous round's sample, the
@@ -28,7 +29,10 @@ repeats is compared with 2 x interval + 10 s, and the anchors' defaults are prin
 ``memory``: a watch of ``--copies`` cloud entries (copies of the test clouds, written to a
 clouds.yaml of their own) for ``--minutes``; the resident memory of the watcher and of its
 ping server, sampled every round. Printed: RSS after the first full round, at the end, the
-growth, and the rounds observed (target: <= 200 MB, <= 10 MB growth over 1000 rounds).
+growth, and the rounds observed (target: <= 200 MB, <= 10 MB growth over 1000 rounds), and the
+least-squares slope once every cloud has booted. ``--variant NAME=VALUE`` runs another watcher
+beside it with that environment variable set (``MALLOC_ARENA_MAX=2``, say), on entries of its
+own, sampled at the same moments.
 
 ``soak``: a watch of every test cloud for ``--minutes`` with a broker restart (3 s outage)
 every ``--restart-every`` seconds. Printed: red transitions (target 0), could-not-measure
@@ -239,7 +243,9 @@ def listener(ns: argparse.Namespace) -> None:
 class Watch:
     """``e2etests watch`` in a child process, its log in a file, its gate asked over HTTP."""
 
-    def __init__(self, log: pathlib.Path, args: list[str]) -> None:
+    def __init__(
+        self, log: pathlib.Path, args: list[str], env: dict[str, str] | None = None
+    ) -> None:
         self.log = log
         self.out = log.open("w")
         self.proc = subprocess.Popen(
@@ -247,6 +253,7 @@ class Watch:
             stdout=self.out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
+            env=env,
         )
         self.url = self._url()
 
@@ -289,8 +296,10 @@ class Watch:
 
 
 @contextlib.contextmanager
-def watching(log: pathlib.Path, args: list[str]) -> Iterator[Watch]:
-    watch = Watch(log, args)
+def watching(
+    log: pathlib.Path, args: list[str], env: dict[str, str] | None = None
+) -> Iterator[Watch]:
+    watch = Watch(log, args, env)
     try:
         yield watch
     finally:
@@ -435,15 +444,19 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
-def _copies(source: pathlib.Path, count: int, out: pathlib.Path) -> pathlib.Path:
+def _copies(
+    source: pathlib.Path, count: int, out: pathlib.Path, prefix: str = "fleet"
+) -> pathlib.Path:
     """A clouds.yaml of ``count`` entries, ``fleet-000``.., each a copy of one of ``source``'s
     clouds in turn; the rest of ``source`` is kept."""
     import yaml
 
     data = yaml.safe_load(source.read_text())
     names = sorted(data["clouds"])
-    data["clouds"] = {f"fleet-{i:03d}": data["clouds"][names[i % len(names)]] for i in range(count)}
-    path = out / f"clouds-{count}.yaml"
+    data["clouds"] = {
+        f"{prefix}-{i:03d}": data["clouds"][names[i % len(names)]] for i in range(count)
+    }
+    path = out / f"clouds-{count}{'' if prefix == 'fleet' else '-' + prefix}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -453,53 +466,71 @@ def memory(ns: argparse.Namespace) -> None:
     if not source:
         raise SystemExit("set OS_CLIENT_CONFIG_FILE to the test cloud's clouds.yaml")
     out = pathlib.Path(ns.out)
-    fleet = _copies(pathlib.Path(source), ns.copies, out)
-    os.environ["OS_CLIENT_CONFIG_FILE"] = str(fleet)
-    log = out / f"watch-memory-{ns.copies}.log"
-    samples: list[tuple[float, int, int]] = []  # (seconds, watcher KiB, tree KiB)
+    # One watcher as shipped, and one per --variant beside it. Each has entries of its own
+    # name: watchers sharing entries would sweep each other's canaries at start.
+    variants: list[tuple[str, dict[str, str]]] = [("as shipped", {})]
+    for assignment in ns.variant:
+        name, _, value = assignment.partition("=")
+        variants.append((assignment, {name: value}))
     args = ["--interval", f"{ns.interval:g}", "--boot-every", f"{ns.boot_every:g}"]
-    with watching(log, args) as watch:
+    samples: dict[str, list[tuple[float, int, int]]] = {v: [] for v, _ in variants}
+    with contextlib.ExitStack() as stack:
+        watches = {}
+        for i, (label, extra) in enumerate(variants):
+            prefix = "fleet" if i == 0 else f"fleet{i}"
+            fleet = _copies(pathlib.Path(source), ns.copies, out, prefix)
+            env = {**os.environ, **extra, "OS_CLIENT_CONFIG_FILE": str(fleet)}
+            log = out / f"watch-memory-{ns.copies}{'' if i == 0 else '-' + prefix}.log"
+            watches[label] = stack.enter_context(watching(log, args, env))
         started = time.monotonic()
         end = started + ns.minutes * 60
-        while time.monotonic() < end and watch.proc.poll() is None:
+        while time.monotonic() < end:
             time.sleep(ns.interval)
-            tree = _tree(watch.proc.pid)
-            samples.append(
-                (
-                    time.monotonic() - started,
-                    _rss_kib(watch.proc.pid),
-                    sum(_pss_kib(p) for p in tree),
-                )
-            )
-        unmeasured = watch.said("COULD NOT MEASURE")
-    if len(samples) < 3:
-        raise SystemExit("too few samples: run longer")
-    first, last = samples[1], samples[-1]  # the first sample is before the first full round
-    peak = max(s[2] for s in samples)
+            for label, watch in watches.items():
+                if watch.proc.poll() is None:
+                    tree = sum(_pss_kib(p) for p in _tree(watch.proc.pid))
+                    rss = _rss_kib(watch.proc.pid)
+                    samples[label].append((time.monotonic() - started, rss, tree))
+            dead = [label for label, w in watches.items() if w.proc.poll() is not None]
+            if dead:
+                print(f"  the watcher {', '.join(dead)} exited: its samples end here")
+                break
+        unmeasured = {label: len(w.said("COULD NOT MEASURE")) for label, w in watches.items()}
+    print(
+        f"memory: {ns.copies} clouds per watcher at --interval {ns.interval:g} for "
+        f"{ns.minutes:g} min (target <= 200 MB, <= 10 MB growth over 1000 rounds)"
+    )
+    for label, rows in samples.items():
+        _memory_report(label, rows, unmeasured[label], ns)
+
+
+def _memory_report(
+    label: str, rows: list[tuple[float, int, int]], unmeasured: int, ns: argparse.Namespace
+) -> None:
+    if len(rows) < 3:
+        print(f"  {label}: too few samples")
+        return
+    first, last = rows[1], rows[-1]  # the first sample is before the first full round
+    peak = max(r[2] for r in rows)
     rounds = int((last[0] - first[0]) / ns.interval)
     print(
-        f"memory: {ns.copies} clouds at --interval {ns.interval:g} for {ns.minutes:g} min, "
-        f"{rounds} rounds between the samples compared"
+        f"  {label}: watcher RSS {first[1] / 1024:.1f} -> {last[1] / 1024:.1f} MB "
+        f"({(last[1] - first[1]) / 1024:+.1f} MB over {rounds} rounds); with its ping server "
+        f"(PSS summed) {first[2] / 1024:.1f} -> {last[2] / 1024:.1f} MB, peak {peak / 1024:.1f} "
+        f"MB; could-not-measure notices: {unmeasured}"
     )
-    print(
-        f"  watcher RSS {first[1] / 1024:.1f} MB -> {last[1] / 1024:.1f} MB "
-        f"({(last[1] - first[1]) / 1024:+.1f} MB); with its ping server (PSS summed) "
-        f"{first[2] / 1024:.1f} -> {last[2] / 1024:.1f} MB, peak {peak / 1024:.1f} MB "
-        "(target <= 200 MB, <= 10 MB growth over 1000 rounds)"
-    )
-    print(f"  could-not-measure notices: {len(unmeasured)}")
     # Every cloud has booted once by one --boot-every: what grows after that is per round.
-    settled = [x for x in samples if x[0] >= ns.boot_every + ns.interval]
+    settled = [r for r in rows if r[0] >= ns.boot_every + ns.interval]
     if len(settled) >= 3:
-        slope = statistics.linear_regression([x[0] for x in settled], [x[1] for x in settled])
-        per_round = slope.slope * ns.interval / 1024
+        slope = statistics.linear_regression([r[0] for r in settled], [r[1] for r in settled])
+        per_round_kb = slope.slope * ns.interval * 1.024  # KiB per second -> kB per round
         print(
-            f"  after every cloud's first boot ({len(settled)} samples from "
-            f"{settled[0][0]:.0f} s): watcher RSS {settled[0][1] / 1024:.1f} -> "
-            f"{settled[-1][1] / 1024:.1f} MB, least-squares slope {per_round * 1000:+.1f} KB "
-            f"per round: {per_round * 1000:+.1f} MB if it held for 1000 rounds (a projection)"
+            f"    after every cloud's first boot ({len(settled)} samples from "
+            f"{settled[0][0]:.0f} s): RSS {settled[0][1] / 1024:.1f} -> "
+            f"{settled[-1][1] / 1024:.1f} MB, least-squares slope {per_round_kb:+.1f} kB per "
+            f"round: {per_round_kb:+.1f} MB over 1000 rounds if it held (a projection)"
         )
-    for t, own, tree_kib in samples[:: max(1, len(samples) // 10)]:
+    for t, own, tree_kib in rows[:: max(1, len(rows) // 8)]:
         print(f"    {t:6.0f} s  watcher {own / 1024:6.1f} MB  tree {tree_kib / 1024:6.1f} MB")
 
 
@@ -522,6 +553,13 @@ def main() -> None:
     m = sub.add_parser("memory")
     m.add_argument("--copies", type=int, default=200)
     m.add_argument("--minutes", type=float, default=30.0)
+    m.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="also run a watcher with this environment variable set, beside the one as shipped",
+    )
     ns = parser.parse_args()
     pathlib.Path(ns.out).mkdir(parents=True, exist_ok=True)
     commands = {"cost": cost, "listener": listener, "red": red, "soak": soak, "memory": memory}
