@@ -3,6 +3,7 @@
     export OS_CLIENT_CONFIG_FILE=~/.cache/e2etests-minicloud/clouds.yaml
     .venv/bin/python bench/bench_watch.py cost [--rounds 10]
     .venv/bin/python bench/bench_watch.py listener [--rounds 12]
+    .venv/bin/python bench/bench_watch.py growth [--warm 50] [--rounds 300]
     .venv/bin/python bench/bench_watch.py red [--repeat 3] [--interval 10]
     .venv/bin/python bench/bench_watch.py soak [--minutes 20] [--restart-every 120]
     .venv/bin/python bench/bench_watch.py --interval 30 memory [--copies 200] [--minutes 30] \
@@ -20,6 +21,12 @@ harness's CPU and the ping processes' CPU.
 RPC servers in it, side by side in one run: the keeper as the watcher runs it, and the same
 keeper with oslo's reply listener left as oslo ships it (it polls again 1 ms after each reply,
 doubling up to 5 s). Both are sent the same sweeps at the same moments.
+
+``growth``: the first cloud's cheap rounds in this process, back to back (the consumer check
+compares with the previous round's sample, its gap cut to 0.05 s), under tracemalloc: the
+Python memory still held after ``--rounds`` rounds that was not held after ``--warm``, per
+round, and the lines that allocated most of it. Run it twice with a larger ``--warm`` to see
+whether the growth per round falls (a cache filling) or holds (a leak).
 
 ``red``: ``e2etests watch`` in a child; once its gate is open, nova-compute's broker moves
 (``fault broker-moved nova-compute``) and the gate is asked every 0.25 s until it answers 503
@@ -235,6 +242,55 @@ def listener(ns: argparse.Namespace) -> None:
         print(f"  {name:28} {ms:6.1f} ms")
     tuned, shipped = used.values()
     print(f"  ratio {tuned / shipped:.2f}x")
+
+
+# -- growth -------------------------------------------------------------------------------
+
+
+def growth(ns: argparse.Namespace) -> None:
+    import gc
+    import linecache
+    import tracemalloc
+
+    cloud = ns.clouds[0]
+    targets = config.load_targets([cloud])
+    checks = runner.CloudRunner(targets, run_id="bench-growth", interval=ns.interval)
+    plan = loop.plan_for(targets[0])
+    stop = threading.Event()
+
+    def rounds(count: int) -> None:
+        for _ in range(count):
+            for check in plan.cheap:
+                outcome = checks.run(cloud, check, drained_at=None, stop=stop)
+                if outcome.status.value != "passed":
+                    raise SystemExit(f"{cloud} {check}: {outcome.status.value}: {outcome.culprit}")
+            time.sleep(0.1)
+
+    rounds(1)
+    probe = checks._kept[cloud].probe
+    assert probe is not None
+    probe.sample_gap = 0.05  # back to back, each round still compares with the one before
+    tracemalloc.start(10)
+    ours = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, __file__)]
+    ours.append(tracemalloc.Filter(False, linecache.__file__))
+    rounds(ns.warm)
+    gc.collect()
+    before = tracemalloc.take_snapshot().filter_traces(ours)
+    started = time.monotonic()
+    rounds(ns.rounds)
+    gc.collect()
+    after = tracemalloc.take_snapshot().filter_traces(ours)
+    checks.close()
+    grown = sum(d.size_diff for d in after.compare_to(before, "filename"))
+    print(
+        f"{cloud}: {ns.rounds} cheap rounds after {ns.warm} in {time.monotonic() - started:.0f} s: "
+        f"Python memory held {grown / 1024:+.1f} KiB, {grown / ns.rounds:+.0f} B per round"
+    )
+    for diff in after.compare_to(before, "lineno")[:10]:
+        frame = diff.traceback[0]
+        where = frame.filename.split("site-packages/")[-1].replace(f"{ROOT}/", "")
+        size, count = diff.size_diff / 1024, diff.count_diff
+        print(f"  {size:+7.1f} KiB {count:+6d} blocks  {where}:{frame.lineno}")
 
 
 # -- a watcher in a child -----------------------------------------------------------------
@@ -545,6 +601,9 @@ def main() -> None:
     sub = parser.add_subparsers(dest="what", required=True)
     sub.add_parser("cost").add_argument("--rounds", type=int, default=10)
     sub.add_parser("listener").add_argument("--rounds", type=int, default=12)
+    g = sub.add_parser("growth")
+    g.add_argument("--warm", type=int, default=50)
+    g.add_argument("--rounds", type=int, default=300)
     sub.add_parser("red").add_argument("--repeat", type=int, default=3)
     s = sub.add_parser("soak")
     s.add_argument("--minutes", type=float, default=20.0)
@@ -562,7 +621,8 @@ def main() -> None:
     )
     ns = parser.parse_args()
     pathlib.Path(ns.out).mkdir(parents=True, exist_ok=True)
-    commands = {"cost": cost, "listener": listener, "red": red, "soak": soak, "memory": memory}
+    commands = {"cost": cost, "listener": listener, "growth": growth, "red": red, "soak": soak}
+    commands["memory"] = memory
     commands[ns.what](ns)
 
 
