@@ -118,11 +118,12 @@ def _children_cpu() -> float:
     return used.ru_utime + used.ru_stime
 
 
-def _cost(
-    counted: Counted, cloud: str, rounds: int, interval: float, *, watcher_mode: bool
-) -> dict[str, float]:
+def _cheap_rounds(
+    cloud: str, run_id: str, interval: float
+) -> tuple[runner.CloudRunner, loop.Plan, Callable[[], None]]:
+    """The watcher's runner for ``cloud``, its plan, and one cheap round, each check passing."""
     targets = config.load_targets([cloud])
-    checks = runner.CloudRunner(targets, run_id="bench-watch", interval=interval)
+    checks = runner.CloudRunner(targets, run_id=run_id, interval=interval)
     plan = loop.plan_for(targets[0])
     stop = threading.Event()
 
@@ -131,6 +132,15 @@ def _cost(
             outcome = checks.run(cloud, check, drained_at=None, stop=stop)
             if outcome.status.value != "passed":
                 raise SystemExit(f"{cloud} {check}: {outcome.status.value}: {outcome.culprit}")
+
+    return checks, plan, one_round
+
+
+def _cost(
+    counted: Counted, cloud: str, rounds: int, interval: float, *, watcher_mode: bool
+) -> dict[str, float]:
+    checks, plan, one_round = _cheap_rounds(cloud, "bench-watch", interval)
+    stop = threading.Event()
 
     if not watcher_mode:
         # The probe as a one-shot run builds it: nothing shared, two samples, a child per ping.
@@ -253,17 +263,11 @@ def growth(ns: argparse.Namespace) -> None:
     import tracemalloc
 
     cloud = ns.clouds[0]
-    targets = config.load_targets([cloud])
-    checks = runner.CloudRunner(targets, run_id="bench-growth", interval=ns.interval)
-    plan = loop.plan_for(targets[0])
-    stop = threading.Event()
+    checks, _, one_round = _cheap_rounds(cloud, "bench-growth", ns.interval)
 
     def rounds(count: int) -> None:
         for _ in range(count):
-            for check in plan.cheap:
-                outcome = checks.run(cloud, check, drained_at=None, stop=stop)
-                if outcome.status.value != "passed":
-                    raise SystemExit(f"{cloud} {check}: {outcome.status.value}: {outcome.culprit}")
+            one_round()
             time.sleep(0.1)
 
     rounds(1)
@@ -621,8 +625,14 @@ def main() -> None:
     )
     ns = parser.parse_args()
     pathlib.Path(ns.out).mkdir(parents=True, exist_ok=True)
-    commands = {"cost": cost, "listener": listener, "growth": growth, "red": red, "soak": soak}
-    commands["memory"] = memory
+    commands = {
+        "cost": cost,
+        "listener": listener,
+        "growth": growth,
+        "red": red,
+        "soak": soak,
+        "memory": memory,
+    }
     commands[ns.what](ns)
 
 
