@@ -179,6 +179,8 @@ def test_the_watchers_start_sweep_takes_only_its_own_entrys_canaries(
         ("a", "e2e-watch-a-0f1e2d-x", False),
         ("a.b", "e2e-watch-aXb-0f1e2d", False),
     ],
+    # Fixed ids: the names carry random hex, and xdist's workers must collect the same ids.
+    ids=["own", "longer-entry", "shorter-entry", "other-run", "suffix", "dot-escaped"],
 )
 def test_canaries_of_matches_its_entrys_names_only(slug: str, name: str, owned: bool) -> None:
     assert (re.fullmatch(canaries_of("watch", slug), name) is not None) is owned
