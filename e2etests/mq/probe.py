@@ -435,9 +435,9 @@ class MQProbe:
                 QueueObs(o.queue, (*o.samples, c)) for o, c in zip(observed, third, strict=True)
             ]
         with self._lock:
-            self._last_samples.update(
-                ((o.queue.vhost, o.queue.name), o.samples[-1]) for o in observed
-            )
+            # Replaced, not merged: a queue no longer expected (its host gone) is not kept for
+            # the rest of a watch that runs for weeks.
+            self._last_samples = {(o.queue.vhost, o.queue.name): o.samples[-1] for o in observed}
         return observed
 
     def _carried(self, queues: Sequence[ExpectedQueue]) -> list[QueueSample] | None:

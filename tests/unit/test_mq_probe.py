@@ -547,6 +547,24 @@ def test_while_recovering_each_look_of_the_consumer_check_is_one_read_with_sampl
     assert mq.consumers_every == mq.interval
 
 
+def test_the_carried_samples_are_only_the_queues_of_the_last_read(
+    standin: str, tmp_path: pathlib.Path
+) -> None:
+    # A watch runs for weeks while hosts come and go: a gone host's queue is not kept.
+    clocks = Clocks()
+    mq = probe(standin, tmp_path, clocks, window_open=False)
+    mq.sample_gap, mq.carry_for = 3.0, 25.0
+    mq.consumers()
+    assert ("/", "compute.cmp1") in mq._last_samples
+    reported = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2)
+    StandIn.routes["/v2.1/os-services"] = {
+        "services": [nova_service("nova-conductor", "ctl", reported)]
+    }
+    clocks.mono += 10.0
+    assert mq.consumers().status is Status.GREEN
+    assert sorted(mq._last_samples) == [("/", "conductor"), ("/", "conductor.ctl")]
+
+
 def test_a_carried_sample_still_shows_a_wedged_consumer(
     standin: str, tmp_path: pathlib.Path
 ) -> None:
