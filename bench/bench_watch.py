@@ -3,7 +3,8 @@
     export OS_CLIENT_CONFIG_FILE=~/.cache/e2etests-minicloud/clouds.yaml
     .venv/bin/python bench/bench_watch.py cost [--rounds 10]
     .venv/bin/python bench/bench_watch.py listener [--rounds 12]
-    .venv/bin/python bench/bench_watch.py growth [--warm 50] [--rounds 300]
+    .venv/bin/python bench/bench_watch.py growth [--warm 50] [--rounds 300] [--copies 1,10] \
+        [--boots]
     .venv/bin/python bench/bench_watch.py red [--repeat 3] [--interval 10]
     .venv/bin/python bench/bench_watch.py soak [--minutes 20] [--restart-every 120]
     .venv/bin/python bench/bench_watch.py --interval 30 memory [--copies 200] [--minutes 30] \
@@ -22,11 +23,15 @@ RPC servers in it, side by side in one run: the keeper as the watcher runs it, a
 keeper with oslo's reply listener left as oslo ships it (it polls again 1 ms after each reply,
 doubling up to 5 s). Both are sent the same sweeps at the same moments.
 
-``growth``: the first cloud's cheap rounds in this process, back to back (the consumer check
+``growth``: the first cloud's cheap rounds in one process, back to back (the consumer check
 compares with the previous round's sample, its gap cut to 0.05 s), under tracemalloc: the
 Python memory still held after ``--rounds`` rounds that was not held after ``--warm``, per
-round, and the lines that allocated most of it. Run it twice with a larger ``--warm`` to see
-whether the growth per round falls (a cache filling) or holds (a leak).
+round, the process's RSS before and after, and the lines that allocated most of the growth.
+``--copies 1,10`` runs one child per count, with that many entries (copies of the cloud, each
+its own connection and probe) taking their rounds in turn, and compares: growth that scales
+with the entries is kept per entry, growth that does not is a cache filling once. Run it again
+with a larger ``--warm`` to see whether the growth per round falls (filling) or holds (a leak).
+``--boots``: the same with a canary boot (create, verify, delete) as the round.
 
 ``red``: ``e2etests watch`` in a child; once its gate is open, nova-compute's broker moves
 (``fault broker-moved nova-compute``) and the gate is asked every 0.25 s until it answers 503
@@ -119,19 +124,28 @@ def _children_cpu() -> float:
 
 
 def _cheap_rounds(
-    cloud: str, run_id: str, interval: float
+    cloud: str,
+    run_id: str,
+    interval: float,
+    *,
+    entries: list[str] | None = None,
+    boot: bool = False,
 ) -> tuple[runner.CloudRunner, loop.Plan, Callable[[], None]]:
-    """The watcher's runner for ``cloud``, its plan, and one cheap round, each check passing."""
-    targets = config.load_targets([cloud])
+    """The watcher's runner for ``cloud`` (and for ``entries``, if given: each entry's round in
+    turn), its plan, and one cheap round (with ``boot``, one canary boot instead), each check
+    passing."""
+    clouds = entries or [cloud]
+    targets = config.load_targets(clouds)
     checks = runner.CloudRunner(targets, run_id=run_id, interval=interval)
     plan = loop.plan_for(targets[0])
     stop = threading.Event()
 
     def one_round() -> None:
-        for check in plan.cheap:
-            outcome = checks.run(cloud, check, drained_at=None, stop=stop)
-            if outcome.status.value != "passed":
-                raise SystemExit(f"{cloud} {check}: {outcome.status.value}: {outcome.culprit}")
+        for entry in clouds:
+            for check in (plan.boot,) if boot else plan.cheap:
+                outcome = checks.run(entry, check, drained_at=None, stop=stop)
+                if outcome.status.value != "passed":
+                    raise SystemExit(f"{entry} {check}: {outcome.status.value}: {outcome.culprit}")
 
     return checks, plan, one_round
 
@@ -258,12 +272,65 @@ def listener(ns: argparse.Namespace) -> None:
 
 
 def growth(ns: argparse.Namespace) -> None:
+    """Each ``--copies`` count in a child process of its own, one after the other, then the
+    counts side by side: a cache that fills once per process holds about as much whatever the
+    count; memory kept per cloud entry grows with it."""
+    if ns.child:
+        print(json.dumps(_growth(ns)))
+        return
+    source = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    if not source:
+        raise SystemExit("set OS_CLIENT_CONFIG_FILE to the test cloud's clouds.yaml")
+    out = pathlib.Path(ns.out)
+    runs: dict[int, dict[str, Any]] = {}
+    for count in ns.copies:
+        fleet = _copies(pathlib.Path(source), count, out, f"growth{count}", only=ns.clouds[0])
+        argv = [sys.executable, __file__, "--clouds", ns.clouds[0], "--out", str(out)]
+        argv += ["--interval", f"{ns.interval:g}", "growth", "--child"]
+        argv += ["--warm", str(ns.warm), "--rounds", str(ns.rounds), "--copies", str(count)]
+        argv += ["--boots"] if ns.boots else []
+        env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(fleet)}
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"growth with {count} entries failed: {done.stderr.strip()[-2000:]}")
+        runs[count] = json.loads(done.stdout.strip().splitlines()[-1])
+    what = "canary boot" if ns.boots else "cheap round"
+    print(
+        f"growth: copies of {ns.clouds[0]}, each entry's {what} in turn; {ns.rounds} rounds "
+        f"after {ns.warm}, back to back (target: <= 10 MB over 1000 rounds with 200 entries)"
+    )
+    for count, run in runs.items():
+        print(
+            f"  {count:4d} entries: {run['seconds']:5.0f} s; Python memory held "
+            f"{run['traced'] / 1024:+8.1f} KiB ({run['traced'] / ns.rounds:+7.0f} B per round, "
+            f"{run['traced'] / ns.rounds / count:+6.0f} B per entry and round); RSS "
+            f"{run['rss_before'] / 1024:.1f} -> {run['rss_after'] / 1024:.1f} MB "
+            f"({(run['rss_after'] - run['rss_before']) / ns.rounds:+.1f} KiB per round)"
+        )
+        for line in run["top"]:
+            print(f"      {line}")
+    if len(runs) > 1:
+        low, high = min(runs), max(runs)
+        per_round = {c: runs[c]["traced"] / ns.rounds for c in (low, high)}
+        ratio = per_round[high] / per_round[low] if per_round[low] else float("nan")
+        print(
+            f"  held per round, {high} entries / {low}: {ratio:.2f}x for {high / low:g}x the "
+            f"entries (about {high / low:g}x: kept per entry; about 1x: a cache filling once)"
+        )
+
+
+def _growth(ns: argparse.Namespace) -> dict[str, Any]:
     import gc
     import linecache
     import tracemalloc
 
-    cloud = ns.clouds[0]
-    checks, _, one_round = _cheap_rounds(cloud, "bench-growth", ns.interval)
+    import yaml
+
+    path = os.environ["OS_CLIENT_CONFIG_FILE"]
+    entries = sorted(yaml.safe_load(pathlib.Path(path).read_text())["clouds"])
+    checks, _, one_round = _cheap_rounds(
+        entries[0], "bench-growth", ns.interval, entries=entries, boot=ns.boots
+    )
 
     def rounds(count: int) -> None:
         for _ in range(count):
@@ -271,30 +338,37 @@ def growth(ns: argparse.Namespace) -> None:
             time.sleep(0.1)
 
     rounds(1)
-    probe = checks._kept[cloud].probe
-    assert probe is not None
-    probe.sample_gap = 0.05  # back to back, each round still compares with the one before
+    for entry in entries:
+        probe = checks._kept[entry].probe
+        assert probe is not None
+        probe.sample_gap = 0.05  # back to back, each round still compares with the one before
     tracemalloc.start(10)
     ours = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, __file__)]
     ours.append(tracemalloc.Filter(False, linecache.__file__))
     rounds(ns.warm)
     gc.collect()
     before = tracemalloc.take_snapshot().filter_traces(ours)
+    rss_before = _rss_kib(os.getpid())
     started = time.monotonic()
     rounds(ns.rounds)
     gc.collect()
     after = tracemalloc.take_snapshot().filter_traces(ours)
+    rss_after = _rss_kib(os.getpid())
+    seconds = time.monotonic() - started
     checks.close()
-    grown = sum(d.size_diff for d in after.compare_to(before, "filename"))
-    print(
-        f"{cloud}: {ns.rounds} cheap rounds after {ns.warm} in {time.monotonic() - started:.0f} s: "
-        f"Python memory held {grown / 1024:+.1f} KiB, {grown / ns.rounds:+.0f} B per round"
-    )
-    for diff in after.compare_to(before, "lineno")[:10]:
+    top = []
+    for diff in after.compare_to(before, "lineno")[:8]:
         frame = diff.traceback[0]
         where = frame.filename.split("site-packages/")[-1].replace(f"{ROOT}/", "")
         size, count = diff.size_diff / 1024, diff.count_diff
-        print(f"  {size:+7.1f} KiB {count:+6d} blocks  {where}:{frame.lineno}")
+        top.append(f"{size:+7.1f} KiB {count:+6d} blocks  {where}:{frame.lineno}")
+    return {
+        "seconds": seconds,
+        "traced": sum(d.size_diff for d in after.compare_to(before, "filename")),
+        "rss_before": rss_before,
+        "rss_after": rss_after,
+        "top": top,
+    }
 
 
 # -- a watcher in a child -----------------------------------------------------------------
@@ -505,14 +579,14 @@ def _tree(pid: int) -> list[int]:
 
 
 def _copies(
-    source: pathlib.Path, count: int, out: pathlib.Path, prefix: str = "fleet"
+    source: pathlib.Path, count: int, out: pathlib.Path, prefix: str = "fleet", only: str = ""
 ) -> pathlib.Path:
     """A clouds.yaml of ``count`` entries, ``fleet-000``.., each a copy of one of ``source``'s
-    clouds in turn; the rest of ``source`` is kept."""
+    clouds in turn (of ``only``, if given); the rest of ``source`` is kept."""
     import yaml
 
     data = yaml.safe_load(source.read_text())
-    names = sorted(data["clouds"])
+    names = [only] if only else sorted(data["clouds"])
     data["clouds"] = {
         f"{prefix}-{i:03d}": data["clouds"][names[i % len(names)]] for i in range(count)
     }
@@ -564,6 +638,12 @@ def memory(ns: argparse.Namespace) -> None:
         _memory_report(label, rows, unmeasured[label], ns)
 
 
+def _kb_per_round(rows: list[tuple[float, int, int]], interval: float) -> float:
+    """The least-squares slope of the watcher's RSS, in kB per round."""
+    slope = statistics.linear_regression([r[0] for r in rows], [r[1] for r in rows])
+    return slope.slope * interval * 1.024  # KiB per second -> kB per round
+
+
 def _memory_report(
     label: str, rows: list[tuple[float, int, int]], unmeasured: int, ns: argparse.Namespace
 ) -> None:
@@ -582,14 +662,23 @@ def _memory_report(
     # Every cloud has booted once by one --boot-every: what grows after that is per round.
     settled = [r for r in rows if r[0] >= ns.boot_every + ns.interval]
     if len(settled) >= 3:
-        slope = statistics.linear_regression([r[0] for r in settled], [r[1] for r in settled])
-        per_round_kb = slope.slope * ns.interval * 1.024  # KiB per second -> kB per round
+        per_round_kb = _kb_per_round(settled, ns.interval)
         print(
             f"    after every cloud's first boot ({len(settled)} samples from "
             f"{settled[0][0]:.0f} s): RSS {settled[0][1] / 1024:.1f} -> "
             f"{settled[-1][1] / 1024:.1f} MB, least-squares slope {per_round_kb:+.1f} kB per "
             f"round: {per_round_kb:+.1f} MB over 1000 rounds if it held (a projection)"
         )
+        # A cache filling slows down; a leak holds its pace. Each half's own slope says which.
+        half = len(settled) // 2
+        if half >= 3:
+            early, late = (
+                _kb_per_round(rows, ns.interval) for rows in (settled[:half], settled[half:])
+            )
+            print(
+                f"    slope in the first half {early:+.1f} kB per round, in the second half "
+                f"{late:+.1f} kB per round"
+            )
     for t, own, tree_kib in rows[:: max(1, len(rows) // 8)]:
         print(f"    {t:6.0f} s  watcher {own / 1024:6.1f} MB  tree {tree_kib / 1024:6.1f} MB")
 
@@ -608,6 +697,9 @@ def main() -> None:
     g = sub.add_parser("growth")
     g.add_argument("--warm", type=int, default=50)
     g.add_argument("--rounds", type=int, default=300)
+    g.add_argument("--copies", type=lambda v: [int(c) for c in v.split(",")], default=[1])
+    g.add_argument("--boots", action="store_true", help="canary boots, not cheap rounds")
+    g.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("red").add_argument("--repeat", type=int, default=3)
     s = sub.add_parser("soak")
     s.add_argument("--minutes", type=float, default=20.0)
