@@ -470,7 +470,22 @@ def load_targets(
                 region_config=region,
             )
         )
+    _refuse_shared_slugs(targets, source)
     return sorted(targets, key=lambda t: t.id)
+
+
+def _refuse_shared_slugs(targets: Sequence[CloudTarget], source: str) -> None:
+    """Server names carry the cloud's slug, and a sweep or a lost create's lookup selects by
+    name: two selected entries on one slug (``Cloud_A``, ``cloud-a``) on one project would
+    take each other's servers for their own."""
+    seen: dict[str, str] = {}
+    for target in targets:
+        other = seen.setdefault(target.slug, target.id)
+        if other != target.id:
+            raise ConfigError(
+                f"{source}: clouds {other} and {target.id} both name their servers "
+                f"'{target.slug}'; rename one, or select one of them"
+            )
 
 
 _SECRET_KEY = re.compile(r"password|secret|token|passcode", re.I)

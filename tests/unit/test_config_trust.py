@@ -246,6 +246,19 @@ def test_a_cloud_also_defined_in_a_shadowed_clouds_yaml_is_refused(
     assert [t.id for t in config.load_targets(["c2"], config_files=[str(shadowed)])] == ["c2"]
 
 
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c[0])
+def test_two_clouds_whose_server_names_would_be_the_same_are_refused(
+    command: list[str], clouds_yaml: Callable[[str], Path], tmp_path: Path
+) -> None:
+    path = clouds_yaml("clouds:\n" + entry("Cloud_A") + entry("cloud-a") + entry("c2"))
+    assert refused(command, tmp_path) == (
+        f"{path}: clouds Cloud_A and cloud-a both name their servers 'cloud-a'; "
+        "rename one, or select one of them"
+    )
+    # Either alone is unambiguous.
+    assert [t.id for t in config.load_targets(["cloud-a", "c2"])] == ["c2", "cloud-a"]
+
+
 def test_the_first_file_of_the_search_path_is_named_as_the_winner(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
