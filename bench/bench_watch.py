@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_watch.py cost [--rounds 10]
     .venv/bin/python bench/bench_watch.py listener [--rounds 12]
     .venv/bin/python bench/bench_watch.py growth [--warm 50] [--rounds 300] [--copies 1,10] \
-        [--boots]
+        [--boots] [--untraced]
     .venv/bin/python bench/bench_watch.py red [--repeat 3] [--interval 10]
     .venv/bin/python bench/bench_watch.py soak [--minutes 20] [--restart-every 120]
     .venv/bin/python bench/bench_watch.py --interval 30 memory [--copies 200] [--minutes 30] \
@@ -31,7 +31,9 @@ round, the process's RSS before and after, and the lines that allocated most of 
 its own connection and probe) taking their rounds in turn, and compares: growth that scales
 with the entries is kept per entry, growth that does not is a cache filling once. Run it again
 with a larger ``--warm`` to see whether the growth per round falls (filling) or holds (a leak).
-``--boots``: the same with a canary boot (create, verify, delete) as the round.
+``--boots``: the same with a canary boot (create, verify, delete) as the round. ``--untraced``:
+no tracemalloc (its tables grow with what it traces), the process's RSS read 10 times through the
+rounds, and the growth per round in the first and the second half.
 
 ``red``: ``e2etests watch`` in a child; once its gate is open, nova-compute's broker moves
 (``fault broker-moved nova-compute``) and the gate is asked every 0.25 s until it answers 503
@@ -289,6 +291,7 @@ def growth(ns: argparse.Namespace) -> None:
         argv += ["--interval", f"{ns.interval:g}", "growth", "--child"]
         argv += ["--warm", str(ns.warm), "--rounds", str(ns.rounds), "--copies", str(count)]
         argv += ["--boots"] if ns.boots else []
+        argv += ["--untraced"] if ns.untraced else []
         env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(fleet)}
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
@@ -300,6 +303,9 @@ def growth(ns: argparse.Namespace) -> None:
         f"after {ns.warm}, back to back (target: <= 10 MB over 1000 rounds with 200 entries)"
     )
     for count, run in runs.items():
+        if "curve" in run:
+            _rss_curve(count, run, ns.warm)
+            continue
         print(
             f"  {count:4d} entries: {run['seconds']:5.0f} s; Python memory held "
             f"{run['traced'] / 1024:+8.1f} KiB ({run['traced'] / ns.rounds:+7.0f} B per round, "
@@ -309,7 +315,7 @@ def growth(ns: argparse.Namespace) -> None:
         )
         for line in run["top"]:
             print(f"      {line}")
-    if len(runs) > 1:
+    if len(runs) > 1 and not ns.untraced:
         low, high = min(runs), max(runs)
         per_round = {c: runs[c]["traced"] / ns.rounds for c in (low, high)}
         ratio = per_round[high] / per_round[low] if per_round[low] else float("nan")
@@ -317,6 +323,20 @@ def growth(ns: argparse.Namespace) -> None:
             f"  held per round, {high} entries / {low}: {ratio:.2f}x for {high / low:g}x the "
             f"entries (about {high / low:g}x: kept per entry; about 1x: a cache filling once)"
         )
+
+
+def _rss_curve(count: int, run: dict[str, Any], warm: int) -> None:
+    curve, step = run["curve"], run["step"]
+    half = len(curve) // 2
+    early = (curve[half] - curve[0]) / (half * step)
+    late = (curve[-1] - curve[half]) / ((len(curve) - 1 - half) * step)
+    print(
+        f"  {count:4d} entries, untraced: {run['seconds']:5.0f} s; RSS {curve[0] / 1024:.1f} -> "
+        f"{curve[-1] / 1024:.1f} MB; per round {early:+.2f} KiB in the first half, "
+        f"{late:+.2f} KiB in the second ({late / count:+.3f} KiB per entry and round)"
+    )
+    marks = "  ".join(f"{1 + warm + i * step}: {kib / 1024:.1f}" for i, kib in enumerate(curve))
+    print(f"      RSS (MB) after round  {marks}")
 
 
 def _growth(ns: argparse.Namespace) -> dict[str, Any]:
@@ -342,6 +362,17 @@ def _growth(ns: argparse.Namespace) -> dict[str, Any]:
         probe = checks._kept[entry].probe
         assert probe is not None
         probe.sample_gap = 0.05  # back to back, each round still compares with the one before
+    if ns.untraced:
+        # The tracer's own tables grow with what it sees: RSS alone is read without it.
+        rounds(ns.warm)
+        started = time.monotonic()
+        curve = [_rss_kib(os.getpid())]
+        step = max(1, ns.rounds // 10)
+        for done in range(0, ns.rounds, step):
+            rounds(min(step, ns.rounds - done))
+            curve.append(_rss_kib(os.getpid()))
+        checks.close()
+        return {"seconds": time.monotonic() - started, "step": step, "curve": curve}
     tracemalloc.start(10)
     ours = [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, __file__)]
     ours.append(tracemalloc.Filter(False, linecache.__file__))
@@ -699,6 +730,7 @@ def main() -> None:
     g.add_argument("--rounds", type=int, default=300)
     g.add_argument("--copies", type=lambda v: [int(c) for c in v.split(",")], default=[1])
     g.add_argument("--boots", action="store_true", help="canary boots, not cheap rounds")
+    g.add_argument("--untraced", action="store_true", help="RSS alone, without tracemalloc")
     g.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("red").add_argument("--repeat", type=int, default=3)
     s = sub.add_parser("soak")
