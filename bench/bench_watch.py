@@ -126,17 +126,10 @@ def _children_cpu() -> float:
 
 
 def _cheap_rounds(
-    cloud: str,
-    run_id: str,
-    interval: float,
-    *,
-    entries: list[str] | None = None,
-    boot: bool = False,
+    clouds: list[str], run_id: str, interval: float, *, boot: bool = False
 ) -> tuple[runner.CloudRunner, loop.Plan, Callable[[], None]]:
-    """The watcher's runner for ``cloud`` (and for ``entries``, if given: each entry's round in
-    turn), its plan, and one cheap round (with ``boot``, one canary boot instead), each check
-    passing."""
-    clouds = entries or [cloud]
+    """The watcher's runner for ``clouds``, the first one's plan, and one round: each cloud's
+    cheap checks in turn (with ``boot``, its canary boot instead), each check passing."""
     targets = config.load_targets(clouds)
     checks = runner.CloudRunner(targets, run_id=run_id, interval=interval)
     plan = loop.plan_for(targets[0])
@@ -155,7 +148,7 @@ def _cheap_rounds(
 def _cost(
     counted: Counted, cloud: str, rounds: int, interval: float, *, watcher_mode: bool
 ) -> dict[str, float]:
-    checks, plan, one_round = _cheap_rounds(cloud, "bench-watch", interval)
+    checks, plan, one_round = _cheap_rounds([cloud], "bench-watch", interval)
     stop = threading.Event()
 
     if not watcher_mode:
@@ -348,9 +341,7 @@ def _growth(ns: argparse.Namespace) -> dict[str, Any]:
 
     path = os.environ["OS_CLIENT_CONFIG_FILE"]
     entries = sorted(yaml.safe_load(pathlib.Path(path).read_text())["clouds"])
-    checks, _, one_round = _cheap_rounds(
-        entries[0], "bench-growth", ns.interval, entries=entries, boot=ns.boots
-    )
+    checks, _, one_round = _cheap_rounds(entries, "bench-growth", ns.interval, boot=ns.boots)
 
     def rounds(count: int) -> None:
         for _ in range(count):
@@ -704,7 +695,7 @@ def _memory_report(
         half = len(settled) // 2
         if half >= 3:
             early, late = (
-                _kb_per_round(rows, ns.interval) for rows in (settled[:half], settled[half:])
+                _kb_per_round(part, ns.interval) for part in (settled[:half], settled[half:])
             )
             print(
                 f"    slope in the first half {early:+.1f} kB per round, in the second half "
