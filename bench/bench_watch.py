@@ -622,9 +622,11 @@ def memory(ns: argparse.Namespace) -> None:
     if not source:
         raise SystemExit("set OS_CLIENT_CONFIG_FILE to the test cloud's clouds.yaml")
     out = pathlib.Path(ns.out)
-    # One watcher as shipped, and one per --variant beside it. Each has entries of its own
-    # name: watchers sharing entries would sweep each other's canaries at start.
-    variants: list[tuple[str, dict[str, str]]] = [("as shipped", {})]
+    # One watcher in the bench's own environment, and one per --variant beside it. Each has
+    # entries of its own name: watchers sharing entries would sweep each other's canaries.
+    preload = os.environ.get("LD_PRELOAD")
+    first = "as started" + (f" (LD_PRELOAD={preload})" if preload else " (the system's malloc)")
+    variants: list[tuple[str, dict[str, str]]] = [(first, {})]
     for assignment in ns.variant:
         name, _, value = assignment.partition("=")
         variants.append((assignment, {name: value}))
@@ -736,7 +738,7 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="also run a watcher with this environment variable set, beside the one as shipped",
+        help="also run a watcher with this environment variable set, beside the bench's own",
     )
     ns = parser.parse_args()
     pathlib.Path(ns.out).mkdir(parents=True, exist_ok=True)

@@ -638,7 +638,7 @@ def _watch(
     # Imported late, like the sweeper: `e2etests run` never pays for the watcher.
     import signal
 
-    from e2etests.watch import hooks, http, loop, runner, state
+    from e2etests.watch import allocator, hooks, http, loop, runner, state
 
     if ns.boot_every < ns.interval:
         raise UsageError(
@@ -697,9 +697,9 @@ def _watch(
             f"watching {len(watched)} cloud(s) every {ns.interval:g}s, a boot every "
             f"{ns.boot_every:g}s; serving {server.url}"
         )
-        warning = loop.interval_warning(plans, ns.interval)
-        if warning is not None:
-            log(warning)
+        for warning in (loop.interval_warning(plans, ns.interval), allocator.this_process_note()):
+            if warning is not None:
+                log(warning)
         watcher.run()
         log("stopping: letting running canaries delete their servers")
         left = watcher.shutdown()

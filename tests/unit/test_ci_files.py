@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from e2etests.watch.allocator import PRELOAD, creep_note
+
 CI = Path(__file__).resolve().parents[2] / "ci"
 CRON = re.compile(r"^\S+ \S+ \S+ \S+ \S+$")
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
@@ -848,3 +850,11 @@ def test_every_test_module_has_a_name_of_its_own() -> None:
     tests = Path(__file__).resolve().parents[1]
     names = [p.name for p in tests.rglob("test_*.py")]
     assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def test_watch_deployment_runs_the_watcher_on_the_allocator_it_does_not_creep_on(
+    watch_manifest: dict[str, dict[Any, Any]],
+) -> None:
+    env = {e["name"]: e.get("value") for e in _watch_container(watch_manifest)["env"]}
+    assert env["LD_PRELOAD"] == PRELOAD
+    assert creep_note(f"7f00-7f01 r--p 0 fe:00 1 /usr/lib/{env['LD_PRELOAD']}\n", "glibc") is None
