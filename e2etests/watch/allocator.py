@@ -2,7 +2,7 @@
 
 Measured side by side on the test cloud (``bench/bench_watch.py memory``, 100 cloud entries
 each, 30 min): on glibc's malloc the watcher's RSS grew about 25 kB a round after every cloud
-had booted once, all of it in glibc's heap, while the memory Python holds stayed flat; the
+had booted once, most of it in glibc's main heap, while the memory Python holds stayed flat; the
 same watcher with jemalloc preloaded stayed flat. glibc tunables did not stop it (a fixed mmap
 threshold, ``malloc_trim`` every 30 s, no fastbins, 2 or 64 arenas). So the watcher says at
 start when it runs on glibc's malloc, and the Deployment in ``ci/k8s-watch.yaml`` preloads
